@@ -1,0 +1,5 @@
+"""`python -m llmaaa_local` runs the CLI."""
+
+from .cli import main
+
+main()

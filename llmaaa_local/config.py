@@ -1,0 +1,143 @@
+"""Frozen, validated settings for a project; the CLI and TUI build them, the library never reads argv."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from .errors import LlmaaaError
+
+TaskName = Literal["classify", "ner", "re"]
+TASKS: tuple[TaskName, ...] = get_args(TaskName)
+Split = Literal["pool", "demo", "dev", "test"]
+SPLITS: tuple[Split, ...] = get_args(Split)
+GOLD_SPLITS: tuple[Split, ...] = ("demo", "dev", "test")
+DemoMode = Literal["knn", "random", "none"]
+DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
+
+# Names may hold commas and parentheses (SemEval's "Cause-Effect(e1,e2)"), not whitespace.
+_LABEL_NAME = re.compile(r"^\S+$")
+_LIST_SEPARATOR = re.compile(r",(?![^()]*\))")
+
+
+def check_task(task: str) -> TaskName:
+    if task not in TASKS:
+        raise LlmaaaError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    return cast(TaskName, task)
+
+
+def check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> Split:
+    if split not in allowed:
+        raise LlmaaaError(f"unknown split {split!r}: choose one of {', '.join(allowed)}")
+    return cast(Split, split)
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """A class label, entity type or relation label, with the description shown to the LLM."""
+
+    name: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _LABEL_NAME.match(self.name):
+            raise LlmaaaError(
+                f"label name {self.name!r} is not allowed: use a name without spaces"
+            )
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How annotation prompts are built: instruction override, demonstrations, and text length limits."""
+
+    instruction: str = ""
+    demos: DemoMode = "knn"
+    k: int = 4
+    max_chars: int = 4000  # longer texts are cut at a word boundary and the annotation flagged
+    demo_max_chars: int = 500  # demonstrations are cut shorter: they are repeated in every prompt
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 100 or self.demo_max_chars < 50:
+            raise LlmaaaError("max_chars must be at least 100 and demo_max_chars at least 50")
+        if self.demos not in DEMO_MODES:
+            raise LlmaaaError(f"unknown demo mode {self.demos!r}: choose one of {', '.join(DEMO_MODES)}")
+        if not 0 <= self.k <= 32:
+            raise LlmaaaError(f"k={self.k} demonstrations is out of range: use 0 to 32")
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """What a project annotates: the task, its label set and the prompt settings."""
+
+    task: TaskName
+    labels: tuple[LabelInfo, ...] = ()
+    no_relation: str | None = None
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        names = [label.name for label in self.labels]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise LlmaaaError(f"label {repeated[0]!r} is listed twice: give each label once")
+        if self.task == "ner" and any(name.startswith(("B-", "I-")) or name == "O" for name in names):
+            raise LlmaaaError("NER labels are entity types such as PER or LOC, not BIO tags: drop the B-/I- prefix")
+        if self.no_relation is not None:
+            if self.task != "re":
+                raise LlmaaaError("a no-relation label only applies to relation extraction (--task re)")
+            if names and self.no_relation not in names:
+                raise LlmaaaError(
+                    f"no-relation label {self.no_relation!r} is not in the label set: add it to --labels"
+                )
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    def with_labels(self, names: list[str]) -> ProjectSettings:
+        """Return settings whose label set is extended by `names` (kept in first-seen order)."""
+        known = set(self.label_names)
+        added = tuple(LabelInfo(name) for name in dict.fromkeys(names) if name not in known)
+        return replace(self, labels=self.labels + added)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProjectSettings:
+        return cls(
+            task=check_task(data["task"]),
+            labels=tuple(LabelInfo(**label) for label in data.get("labels", [])),
+            no_relation=data.get("no_relation"),
+            prompt=PromptSettings(**data.get("prompt", {})),
+        )
+
+
+def parse_labels(text: str, descriptions: dict[str, str] | None = None) -> tuple[LabelInfo, ...]:
+    """Parse a comma-separated label list (`a,b,c`; commas inside parentheses stay) with optional descriptions."""
+    descriptions = descriptions or {}
+    names = [name.strip() for name in _LIST_SEPARATOR.split(text) if name.strip()]
+    unknown = sorted(set(descriptions) - set(names))
+    if unknown:
+        raise LlmaaaError(f"description given for {unknown[0]!r}, which is not in --labels")
+    return tuple(LabelInfo(name, descriptions.get(name, "")) for name in names)
+
+
+def read_labels_file(path: Path) -> tuple[LabelInfo, ...]:
+    """One label per line: the name, then optionally whitespace and its description; '#' starts a comment line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise LlmaaaError(f"{path}: cannot read the labels file ({error})") from None
+    labels = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, description = line.strip().partition(" ") if "\t" not in line else line.strip().partition("\t")
+        try:
+            labels.append(LabelInfo(name.strip(), description.strip()))
+        except LlmaaaError as error:
+            raise LlmaaaError(f"{path}:{line_no}: {error}") from None
+    return tuple(labels)

