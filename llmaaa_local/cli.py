@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,11 +20,12 @@ from .config import (
     LabelInfo,
     ProjectSettings,
     PromptSettings,
+    TeacherSettings,
     parse_labels,
     read_labels_file,
 )
 from .errors import LlmaaaError
-from .models import REGISTRY, default_models_dir, list_models, pull
+from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
 from .project import LABEL_SOURCES, ImportReport, Project
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +140,18 @@ def import_gold(obj: Context, file: Path, split: str, fmt: str | None) -> None:
         _report(project.import_gold(file, split, fmt))
 
 
+@import_.command(name="annotations")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", required=True, help="A name for where the labels come from, e.g. llama70b.")
+@click.option("--field", default=None, help="Read the label from this key [default: label, tags or spans].")
+@click.pass_obj
+@friendly
+def import_annotations(obj: Context, file: Path, source: str, field: str | None) -> None:
+    """Import labels made by another LLM run (JSONL with id and label), usable like the tool's own."""
+    with obj.open() as project:
+        _report(project.import_annotations(file, source, field))
+
+
 def _report(report: ImportReport) -> None:
     parts = [f"{report.added} added", f"{report.unchanged} already present"]
     if report.promoted:
@@ -181,6 +196,227 @@ def export_labels(obj: Context, file: Path, fmt: str | None, sources: str, min_c
         count = project.export_labels(file, fmt, [s.strip() for s in sources.split(",") if s.strip()],
                                       min_confidence)
     click.echo(f"wrote {count} labeled examples to {file}")
+
+
+# --- annotation ----------------------------------------------------------------------------------------------------
+
+
+def teacher_options(command: F) -> F:
+    """The options that load the teacher GGUF, shared by every command that runs it."""
+    options = [
+        click.option("--model", default=DEFAULT_TEACHER, show_default=True,
+                     help="Teacher: a pulled model name, a GGUF file name in models/, or a path."),
+        click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window in tokens."),
+        click.option("--threads", type=int, default=None, help="CPU threads [default: all cores]."),
+        click.option("--n-gpu-layers", type=int, default=0, show_default=True,
+                     help="Layers to offload to a GPU (-1: all); needs a CUDA/Metal build of llama-cpp-python."),
+        click.option("--chat-template", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="Use the model's chat template (auto: when it has one)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for selection and sampling."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: int, chat_template: str,
+                     seed: int) -> TeacherSettings:
+    template = {"auto": None, "on": True, "off": False}[chat_template]
+    return TeacherSettings(model, n_ctx, threads, n_gpu_layers, seed, template)
+
+
+@main.command()
+@click.option("--n", type=int, default=100, show_default=True, help="How many pool examples to annotate.")
+@click.option("--select", type=click.Choice(["random", "first"]), default="random", show_default=True,
+              help="random: a seeded random sample (the same on every rerun); first: in import order.")
+@click.option("--demos", type=click.Choice(["knn", "random", "none"]), default=None,
+              help="Demonstrations per prompt [default: the project's setting].")
+@click.option("--k", type=int, default=None, help="How many demonstrations [default: the project's setting].")
+@click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
+@click.option("--no-calibrate", is_flag=True, help="Skip fitting label biases on the gold demo/dev examples.")
+@teacher_options
+@click.pass_obj
+@friendly
+def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None, embedder: str,
+             no_calibrate: bool, **teacher: Any) -> None:
+    """Let the local LLM label pool examples (cached: a rerun asks nothing twice)."""
+    from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+
+    with obj.open() as project:
+        prompt = project.settings.prompt
+        prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
+        settings = teacher_settings(**teacher)
+        llm = load_teacher(settings, obj.models_dir)
+        needs_embedder = prompt.demos == "knn" and project.status()["counts"]["demo"] > 0
+        embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
+        annotator = Annotator(project, llm, embed, prompt)
+        config = AnnotateConfig(n=n, select=select, seed=settings.seed, calibrate=not no_calibrate,  # type: ignore[arg-type]
+                                prompt=prompt)
+        with annotation_progress() as update:
+            report = annotator.run(config, update)
+    if report.calibration is not None:
+        fit = report.calibration
+        click.echo(f"calibration ({fit.method} bias) on {fit.n} gold examples: accuracy {fit.raw_accuracy:.1%} "
+                   f"raw -> {fit.calibrated_accuracy:.1%} calibrated ({fit.loo_accuracy:.1%} leave-one-out)")
+    saved = 1 - report.tokens_evaluated / report.tokens_in if report.tokens_in else 0.0
+    click.echo(f"{report.annotated} annotated, {report.cached} already cached, {report.parse_errors} parse errors; "
+               f"{report.tokens_in} prompt tokens, {saved:.0%} reused from the KV cache, {report.tokens_out} "
+               f"generated, {report.seconds:.1f}s")
+
+
+@contextmanager
+def annotation_progress() -> Iterator[Callable[[Any], None]]:
+    """A progress bar with documents/s, tokens/s and ETA, fed by the annotator's progress callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = [TextColumn("{task.description:9}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rates]}")]
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("annotate", total=None, rates="")
+
+        def update(progress: Any) -> None:
+            eta = progress.eta_seconds
+            rates = (f"{progress.docs_per_second:5.2f} docs/s  {progress.tokens_per_second:6.0f} tok/s  "
+                     f"ETA {'-' if eta is None else f'{eta:5.0f}s'}  cached {progress.cached}")
+            bar.update(task, description=progress.stage, total=progress.total, completed=progress.done,
+                       rates=rates)
+
+        yield update
+
+
+@main.command()
+@click.option("--split", type=click.Choice(["pool", "demo", "dev", "test"]), default=None,
+              help="Which examples to score [default: LLM labels on the pool, the student on test if any].")
+@click.option("--source", default="", help="One annotation source (e.g. import:gpt4), or a family ending in ':' "
+              "(llm:, import:) [default: the newest label of any source].")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+@friendly
+def evaluate(obj: Context, split: str | None, source: str, as_json: bool) -> None:
+    """Score LLM and student labels against gold or hidden reference labels."""
+    from .evaluate import evaluate as run_evaluation
+
+    with obj.open() as project:
+        result = run_evaluation(project, split, source)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    rows = [(name, result[name]) for name in ("llm", "student") if name in result]
+    for name, summary in rows + list(result.get("by_source", {}).items()):
+        metrics = "  ".join(f"{key} {value:.3f}" for key, value in summary.items()
+                            if isinstance(value, float) and key not in ("coverage", "parse_error_rate"))
+        errors = f"  parse errors {summary['parse_error_rate']:.1%}" if "parse_error_rate" in summary else ""
+        click.echo(f"{name:24} {summary['split']:5} n={summary['n']:<6} coverage {summary['coverage']:.1%}{errors}"
+                   f"  {metrics}")
+    if "agreement" in result:
+        shared = result["agreement"]
+        click.echo(f"{'LLM-student agreement':24} pool  n={shared['n']:<6} {shared['rate']:.1%}")
+
+
+# --- student -------------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--student", default=DEFAULT_STUDENT, show_default=True,
+              help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id.")
+@click.option("--data", type=click.Choice(["llm", "gold", "combined"]), default="llm", show_default=True,
+              help="llm: LLM labels; gold: gold demo labels; combined: LLM labels, then gold (LlamBERT).")
+@click.option("--source", default="", help="LLM labels from one source (e.g. import:gpt4) or a family ending in "
+              "':' [default: the newest label of any source].")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Most epochs (early stopping on gold).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate.")
+@click.option("--max-length", type=int, default=256, show_default=True, help="Longest input in sub-word tokens.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Discard LLM labels below this calibrated confidence.")
+@click.option("--no-confidence-weights", is_flag=True, help="Weight every LLM label equally.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
+@click.pass_obj
+@friendly
+def train(obj: Context, student: str, data: str, source: str, epochs: int, batch_size: int, lr: float,
+          max_length: int, min_confidence: float, no_confidence_weights: bool, seed: int,
+          threads: int | None) -> None:
+    """Fine-tune the student on LLM and/or gold labels (checkpoint saved as safetensors)."""
+    from .student import TrainConfig, Trainer
+
+    config = TrainConfig(student=student, data=data, source=source, epochs=epochs,  # type: ignore[arg-type]
+                         batch_size=batch_size, learning_rate=lr, max_length=max_length,
+                         min_confidence=min_confidence, confidence_weights=not no_confidence_weights, seed=seed,
+                         threads=threads)
+    with obj.open() as project, training_progress() as update:
+        report = Trainer(project, config, obj.models_dir, update).run()
+    click.echo(f"student run {report.run_id}: trained on {report.trained_on} examples ({report.discarded} LLM labels "
+               f"below --min-confidence), best epoch {report.best_epoch}, {report.seconds:.0f}s -> {report.folder}")
+    for split in ("validation", "test"):
+        if split in report.metrics:
+            click.echo(f"  {split}: " + _metric_line(report.metrics[split]))
+
+
+@contextmanager
+def training_progress() -> Iterator[Callable[[Any], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[loss]}")) as bar:
+        task = bar.add_task("train", total=None, loss="")
+
+        def update(progress: Any) -> None:
+            loss = f"loss {progress.loss:.4f}"
+            if progress.validation_loss is not None:
+                loss += f"  gold loss {progress.validation_loss:.4f}"
+            bar.update(task, description=f"{progress.phase} epoch {progress.epoch}/{progress.epochs}",
+                       total=progress.steps, completed=progress.step, loss=loss)
+
+        yield update
+
+
+def _metric_line(summary: dict[str, Any]) -> str:
+    return "  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in summary.items())
+
+
+@main.command(name="export")
+@click.option("--int8/--no-int8", default=True, show_default=True, help="Also write a dynamic int8 model.")
+@click.option("--run", "run_id", type=int, default=None, help="Student run to export [default: the newest].")
+@click.pass_obj
+@friendly
+def export_(obj: Context, int8: bool, run_id: int | None) -> None:
+    """Export the student to ONNX (optimised, int8) and check parity with PyTorch."""
+    from .export import ExportConfig, export_student
+
+    with obj.open() as project:
+        report = export_student(project, ExportConfig(int8=int8), run_id)
+    for kind, parity in report.parity.items():
+        click.echo(f"{kind:9} parity on {parity['n']} examples: agreement {parity['agreement']:.1%}, largest "
+                   f"probability difference {parity['max_difference']:.2e}")
+    click.echo(f"exported to {report.folder} ({report.seconds:.0f}s)")
+
+
+@main.command()
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
+              help="Which export to run (auto: int8 when there is one).")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
+@click.pass_obj
+@friendly
+def label(obj: Context, precision: str, threads: int | None) -> None:
+    """Label the whole corpus with the exported student (resumable)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .labeler import label_corpus
+
+    int8 = {"auto": None, "int8": True, "fp32": False}[precision]
+    with obj.open() as project, Progress(TextColumn("label"), BarColumn(), MofNCompleteColumn(),
+                                         TextColumn("{task.fields[rates]}")) as bar:
+        task = bar.add_task("label", total=None, rates="")
+
+        def update(progress: Any) -> None:
+            eta = progress.eta_seconds
+            bar.update(task, total=progress.total, completed=progress.done,
+                       rates=f"{progress.docs_per_second:6.1f} docs/s  ETA {'-' if eta is None else f'{eta:.0f}s'}")
+
+        report = label_corpus(project, int8, threads, on_progress=update)
+    click.echo(f"{report.labeled} examples labeled, {report.skipped} already labeled, {report.seconds:.1f}s")
 
 
 # --- models ------------------------------------------------------------------------------------------------------
@@ -234,13 +470,14 @@ def tui(obj: Context) -> None:
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("llmaaa-demo"),
               show_default=True, help="Folder for the demo project (re-created on each run).")
+@teacher_options
 @click.pass_obj
 @friendly
-def demo(obj: Context, directory: Path) -> None:
+def demo(obj: Context, directory: Path, **teacher: Any) -> None:
     """Run the whole pipeline on the shipped demo corpus with the default local models."""
     from .demo import run_demo
 
-    run_demo(directory, obj.models_dir, log=click.echo)
+    run_demo(directory, obj.models_dir, log=click.echo, teacher=teacher_settings(**teacher))
 
 
 if __name__ == "__main__":

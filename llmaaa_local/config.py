@@ -141,3 +141,23 @@ def read_labels_file(path: Path) -> tuple[LabelInfo, ...]:
         except LlmaaaError as error:
             raise LlmaaaError(f"{path}:{line_no}: {error}") from None
     return tuple(labels)
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the teacher GGUF is loaded: which file, context size, threads, GPU layers, seed, chat template."""
+
+    model: str = "gemma-3-270m"
+    n_ctx: int = 2048
+    threads: int | None = None
+    n_gpu_layers: int = 0
+    seed: int = 0
+    chat_template: bool | None = None  # None: use the model's template when it has one
+
+    def __post_init__(self) -> None:
+        if not 256 <= self.n_ctx <= 131072:
+            raise LlmaaaError(f"--n-ctx {self.n_ctx} is out of range: use 256 to 131072")
+        if self.threads is not None and self.threads < 1:
+            raise LlmaaaError("--threads must be at least 1")
+        if self.n_gpu_layers < -1:
+            raise LlmaaaError("--n-gpu-layers must be -1 (all), 0 (CPU only) or a layer count")

@@ -7,9 +7,12 @@ import shutil
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
-from .config import LabelInfo, ProjectSettings
+from .config import LabelInfo, ProjectSettings, TeacherSettings
 from .errors import LlmaaaError
+from .evaluate import evaluate_llm
+from .models import DEFAULT_STUDENT, REGISTRY, pull
 from .project import Project
 
 MARKER = ".llmaaa-demo"
@@ -35,15 +38,40 @@ def fresh_directory(directory: Path) -> None:
     (directory / MARKER).write_text("created by `llmaaa-local demo`; deleted and re-created by its next run\n")
 
 
-def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = print) -> dict[str, object]:
+DEMO_ANNOTATIONS = 120
+
+
+def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = print,
+             teacher: TeacherSettings | None = None) -> dict[str, Any]:
+    """Create the demo project, import, pull missing default models, annotate with kNN demos, evaluate."""
+    from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+
+    teacher = teacher or TeacherSettings()
     fresh_directory(directory)
     with Project.init(directory, ProjectSettings(task="classify", labels=SENTIMENT)) as project:
         log(f"1. project created in {directory} (task: classify, labels: positive, negative)")
         report = project.import_corpus(demo_file("classify_corpus.jsonl"))
-        log(f"2. imported {report.added} unlabeled reviews into the pool")
+        log(f"2. imported {report.added} unlabeled reviews into the pool (their labels stay hidden)")
         for split in ("demo", "test"):
             report = project.import_gold(demo_file(f"classify_{split}.jsonl"), split)
             log(f"   imported {report.added} gold reviews into the {split} split")
+        for name in (teacher.model, DEFAULT_STUDENT):
+            if name in REGISTRY:
+                pull(name, models_dir, log=lambda line: log(f"   {line}"))
+        log(f"3. the teacher ({teacher.model}) labels {DEMO_ANNOTATIONS} reviews, 4 nearest gold demos per prompt")
+        annotator = Annotator(project, load_teacher(teacher, models_dir),
+                              load_embedder(DEFAULT_STUDENT, models_dir, project))
+        result = annotator.run(AnnotateConfig(n=DEMO_ANNOTATIONS, seed=teacher.seed))
+        if result.calibration is not None:
+            fit = result.calibration
+            log(f"   calibration on {fit.n} gold demos: {fit.raw_accuracy:.1%} raw -> {fit.loo_accuracy:.1%} "
+                "(leave-one-out)")
+        log(f"   {result.annotated} new annotations, {result.cached} cached, {result.seconds:.0f}s, "
+            f"{result.tokens_in} prompt tokens ({1 - result.tokens_evaluated / max(result.tokens_in, 1):.0%} "
+            "reused from the KV cache)")
+        quality = evaluate_llm(project, "pool")["llm"]
+        log(f"4. LLM labels vs the hidden reference labels: accuracy {quality['accuracy']:.1%} on {quality['n']} "
+            "reviews")
         status = project.status()
-    log("3. status: " + json.dumps(status["counts"]))
-    return status
+    log("5. status: " + json.dumps(status["counts"]))
+    return {"status": status, "llm": quality}

@@ -49,20 +49,26 @@ def read_examples(path: Path, task: TaskName, fmt: str | None = None) -> Iterato
     chosen = detect_format(path, task, fmt)
     if chosen == "jsonl":
         build = _RECORD_BUILDERS[task]
-        for line_no, text in _lines(path):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as error:
-                raise at(path, line_no, f"invalid JSON ({error})", "each line must be one JSON object") from None
-            if not isinstance(record, dict):
-                raise at(path, line_no, f"expected a JSON object, found {type(record).__name__}")
+        for line_no, record in read_json_lines(path):
             yield _build(build, record, path, line_no)
     elif chosen == "csv":
         yield from _read_csv(path)
     else:
         yield from _read_conll(path)
+
+
+def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file (.gz too)."""
+    for line_no, text in _lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise at(path, line_no, f"invalid JSON ({error})", "each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise at(path, line_no, f"expected a JSON object, found {type(record).__name__}")
+        yield line_no, record
 
 
 # --- reading helpers -------------------------------------------------------------------------------------------

@@ -326,3 +326,13 @@ def _hf_cache_snapshot(model_id: str) -> Path | None:
         if (snapshot / "config.json").exists():
             return snapshot
     return None
+
+
+def verified_sha256(path: Path, models_dir: Path) -> str:
+    """The file's sha256, checked against the checksum recorded when it was pulled (if it was)."""
+    digest = sha256_file(path)
+    for name, entry in _read_json(models_dir / MANIFEST).items():
+        if (models_dir / entry["path"]).resolve() == path.resolve() and entry["sha256"] != digest:
+            raise LlmaaaError(f"{path}: the file changed since it was pulled (sha256 {digest[:12]}…, recorded "
+                              f"{entry['sha256'][:12]}…); run `llmaaa-local models pull {name}` again")
+    return digest

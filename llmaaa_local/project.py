@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from .config import GOLD_SPLITS, LabelInfo, ProjectSettings, Split, check_split
 from .errors import LlmaaaError, at
-from .formats import LabeledRow, read_examples, write_labeled
-from .records import Example, Label
+from .formats import LabeledRow, read_examples, read_json_lines, write_labeled
+from .records import Annotation, Example, Label, label_to_json
 from .store import Store, StoredIdentity
 
+if TYPE_CHECKING:
+    from .tasks import Task
+
+T = TypeVar("T")
 DB_NAME = "project.sqlite"
 ARTIFACTS = "artifacts"
 BATCH = 1000
@@ -122,6 +127,28 @@ class Project:
                                      unchanged, seconds)
         return ImportReport(str(path), split, added, unchanged, promoted, tuple(sorted(learned)), seconds)
 
+    def import_annotations(self, path: Path, source: str, field: str | None = None) -> ImportReport:
+        """Labels made elsewhere (another LLM run): JSONL `{"id", "label"}` (NER: "tags" or "spans"), with an
+        optional "confidence"; `field` reads the label from another key. Stored with source `import:<source>`."""
+        from .tasks import task_for
+
+        if not source.strip() or any(ch.isspace() for ch in source):
+            raise LlmaaaError(f"--source {source!r}: give a short name without spaces, e.g. llama70b")
+        started = time.perf_counter()
+        task = task_for(self.settings)
+        added = unchanged = 0
+        with self.store.transaction():
+            for batch in _chunks(read_json_lines(path), BATCH):
+                known = {e.id: e for e in self.store.examples(ids=[str(r.get("id")) for _, r in batch])}
+                annotations = [_imported(path, line_no, record, known, task, source, field)
+                               for line_no, record in batch]
+                new = self.store.add_annotations(annotations)
+                added, unchanged = added + new, unchanged + len(annotations) - new
+            seconds = time.perf_counter() - started
+            self.store.record_import(str(path), _sha256(path), f"annotations:{source}", "", added, unchanged,
+                                     seconds)
+        return ImportReport(str(path), f"annotations from {source}", added, unchanged, 0, (), seconds)
+
     # status and export ----------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -142,11 +169,16 @@ class Project:
                      ) -> Iterator[LabeledRow]:
         """Every example that has a label from `sources` (first source wins) at or above `min_confidence`."""
         _check_sources(sources, min_confidence)
-        llm = {eid: (label, conf, src) for eid, label, conf, src in self.store.latest_labels()} \
-            if "llm" in sources else {}
+        found_by: dict[str, dict[str, tuple[Label, float | None, str]]] = {"llm": {}, "student": {}}
+        if "llm" in sources:
+            found_by["llm"] = {eid: (label, conf, src) for eid, label, conf, src in self.store.latest_labels()}
+        artifact = self.store.labeled_artifact() if "student" in sources else None
+        if artifact is not None:
+            found_by["student"] = {eid: (label, conf, f"student:{artifact}")
+                                   for eid, (label, conf) in self.store.predictions(artifact).items()}
         for example in self.store.examples():
             for source in sources:
-                found = _label_from(source, example, llm)
+                found = _label_from(source, example, found_by)
                 if found is None:
                     continue
                 label, confidence, name = found
@@ -167,7 +199,32 @@ class Project:
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _chunks(items: Iterable[Example], size: int) -> Iterator[list[Example]]:
+def _imported(path: Path, line_no: int, record: dict[str, Any], known: dict[str, Example], task: Task,
+              source: str, field: str | None) -> Annotation:
+    example_id = record.get("id")
+    if not isinstance(example_id, (str, int)) or str(example_id) not in known:
+        raise at(path, line_no, f"id {example_id!r} is not in the project", "import the corpus first")
+    example = known[str(example_id)]
+    keys = [field] if field else ["label", "tags", "spans"]
+    key = next((k for k in keys if k in record), None)
+    if key is None:
+        raise at(path, line_no, f"record {example.id!r} has no {' / '.join(repr(k) for k in keys)} field",
+                 "name the label's key with --field")
+    try:
+        label = task.label_from_value(example, record[key])
+    except ValueError as error:
+        raise at(path, line_no, f"record {example.id!r}: {error}") from None
+    confidence = record.get("confidence")
+    if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float))
+                                   or not 0 <= confidence <= 1):
+        raise at(path, line_no, f"record {example.id!r}: confidence {confidence!r} must be a number in 0..1")
+    key_text = json.dumps([source, example.id, label_to_json(label), confidence])
+    return Annotation(example.id, f"import:{source}", label, confidence,
+                      cache_key="import:" + hashlib.sha256(key_text.encode()).hexdigest(),
+                      raw_output=json.dumps(record[key], ensure_ascii=False))
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -244,13 +301,11 @@ def _check_sources(sources: Sequence[str], min_confidence: float) -> None:
         raise LlmaaaError(f"--min-confidence {min_confidence} is outside 0..1")
 
 
-def _label_from(source: str, example: Example,
-                llm: dict[str, tuple[Label, float | None, str]]) -> tuple[Label, float | None, str] | None:
+def _label_from(source: str, example: Example, found_by: dict[str, dict[str, tuple[Label, float | None, str]]],
+                ) -> tuple[Label, float | None, str] | None:
     if source == "gold":
         return (example.label, None, "gold") if example.label is not None else None
-    if source == "llm":
-        return llm.get(example.id)
-    return None  # student predictions arrive with the trainer
+    return found_by[source].get(example.id)
 
 
 def _sha256(path: Path) -> str:

@@ -81,3 +81,45 @@ class Example:
             "tail": self.tail.to_json() if self.tail else None,
         }
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One LLM (or imported) label for an example, with its scores, cost and provenance."""
+
+    example_id: str
+    source: str  # "llm:<model file>" or "import:<name>"
+    label: Label | None
+    confidence: float | None
+    status: str = "ok"  # ok | parse_error
+    cache_key: str | None = None
+    model_sha256: str | None = None
+    prompt_key: str | None = None
+    prompt_hash: str | None = None
+    decoding: dict[str, Any] | None = None
+    demo_ids: tuple[str, ...] = ()
+    raw_output: str | None = None
+    scores: dict[str, float] | None = None  # raw per-label log-probabilities
+    calibrated: dict[str, float] | None = None  # calibrated per-label probabilities
+    tokens_in: int = 0
+    tokens_evaluated: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    flags: dict[str, Any] | None = None
+    round_id: int | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        def encoded(value: Any) -> str | None:
+            return None if value is None else json.dumps(value, ensure_ascii=False)
+
+        return {
+            "example_id": self.example_id, "source": self.source, "label": label_to_json(self.label),
+            "confidence": self.confidence, "status": self.status, "cache_key": self.cache_key,
+            "model_sha256": self.model_sha256, "prompt_key": self.prompt_key, "prompt_hash": self.prompt_hash,
+            "decoding": encoded(self.decoding), "demo_ids": encoded(list(self.demo_ids)),
+            "raw_output": self.raw_output, "scores": encoded(self.scores), "calibrated": encoded(self.calibrated),
+            "tokens_in": self.tokens_in, "tokens_evaluated": self.tokens_evaluated, "tokens_out": self.tokens_out,
+            "seconds": round(self.seconds, 4), "error": self.error or None, "flags": encoded(self.flags),
+            "round_id": self.round_id,
+        }

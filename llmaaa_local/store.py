@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .config import ProjectSettings, Split
 from .errors import LlmaaaError
-from .records import Example, Label, Mention, label_from_json, label_to_json
+from .records import Annotation, Example, Label, Mention, label_from_json, label_to_json
 
 BUSY_TIMEOUT_S = 30.0
 migrations = Migrations("llmaaa_local")
@@ -82,6 +83,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             source TEXT NOT NULL,
             cache_key TEXT UNIQUE,
             model_sha256 TEXT,
+            prompt_key TEXT,
             prompt_hash TEXT,
             decoding TEXT,
             demo_ids TEXT,
@@ -96,10 +98,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             seconds REAL NOT NULL DEFAULT 0,
             status TEXT NOT NULL CHECK (status IN ('ok', 'parse_error')),
             error TEXT,
+            flags TEXT,
             round_id INTEGER REFERENCES rounds (id),
             created_at TEXT NOT NULL
         );
         CREATE INDEX annotations_example ON annotations (example_id, source);
+        CREATE INDEX annotations_prompt ON annotations (model_sha256, prompt_key);
 
         CREATE TABLE embeddings (
             example_id TEXT NOT NULL REFERENCES examples (id) ON DELETE CASCADE,
@@ -324,7 +328,192 @@ class Store:
             }
         )
 
+    def example_ids(self, split: Split | None) -> list[str]:
+        """Ids in import order, of one split or (None) of all."""
+        if split is None:
+            return [row[0] for row in self.db.execute("SELECT id FROM examples ORDER BY seq")]
+        return [row[0] for row in self.db.execute("SELECT id FROM examples WHERE split = ? ORDER BY seq", [split])]
+
+    # embeddings -----------------------------------------------------------------------------------------------
+
+    def embeddings(self, embedder: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        rows = self.db.execute(
+            "SELECT example_id, vector FROM embeddings WHERE embedder = ? "
+            "AND example_id IN (SELECT value FROM json_each(?))",
+            [embedder, json.dumps(list(ids))],
+        )
+        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
+
+    def save_embeddings(self, embedder: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (example_id, embedder, vector) VALUES (?, ?, ?)",
+                [(example_id, embedder, np.asarray(vector, np.float32).tobytes()) for example_id, vector in items],
+            )
+
     # annotations ----------------------------------------------------------------------------------------------
+
+    def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        rows = self.db.execute(
+            "SELECT cache_key FROM annotations WHERE cache_key IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(keys))],
+        )
+        return {row[0] for row in rows}
+
+    def add_annotation(self, annotation: Annotation) -> bool:
+        """Store one annotation in its own transaction; False when its cache key is already stored."""
+        row = annotation.to_row()
+        row["created_at"] = now()
+        columns = ", ".join(row)
+        with self.db.atomic():
+            cursor = self.db.execute(
+                f"INSERT OR IGNORE INTO annotations ({columns}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+        return cursor.rowcount == 1
+
+    def add_annotations(self, annotations: Sequence[Annotation]) -> int:
+        """Store many annotations in the caller's transaction; returns how many were new."""
+        added = 0
+        for annotation in annotations:
+            row = annotation.to_row()
+            row["created_at"] = now()
+            cursor = self.db.execute(
+                f"INSERT OR IGNORE INTO annotations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+            added += cursor.rowcount
+        return added
+
+    def scored_annotations(self, model_sha256: str, prompt_key: str) -> list[tuple[int, str, dict[str, float]]]:
+        """(annotation id, example id, raw per-label scores) of every scored annotation made under one prompt."""
+        rows = self.db.execute(
+            "SELECT id, example_id, scores FROM annotations WHERE model_sha256 = ? AND prompt_key = ? "
+            "AND scores IS NOT NULL ORDER BY id",
+            [model_sha256, prompt_key],
+        )
+        return [(row[0], row[1], json.loads(row[2])) for row in rows]
+
+    def update_calibrated(self, updates: Sequence[tuple[int, str, dict[str, float], float]]) -> None:
+        """Set (annotation id, label, calibrated probabilities, confidence) after a new calibration."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE annotations SET label = ?, calibrated = ?, confidence = ? WHERE id = ?",
+                [(json.dumps(label), json.dumps(probs), conf, aid) for aid, label, probs, conf in updates],
+            )
+
+    def save_calibration(self, model_sha256: str, prompt_key: str, method: str, params: dict[str, Any],
+                         metrics: dict[str, Any]) -> None:
+        self.db.table("calibrations").insert({
+            "model_sha256": model_sha256, "prompt_key": prompt_key, "method": method,
+            "params": json.dumps(params), "metrics": json.dumps(metrics), "created_at": now(),
+        })
+
+    def calibration(self, model_sha256: str, prompt_key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        row = self.db.execute(
+            "SELECT params, metrics FROM calibrations WHERE model_sha256 = ? AND prompt_key = ? "
+            "ORDER BY id DESC LIMIT 1",
+            [model_sha256, prompt_key],
+        ).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def annotation_status(self, split: Split | None = None, source: str = "") -> dict[str, tuple[int, int]]:
+        """Per example in `split`: (ok annotations, parse errors) from `source` (see `source_filter`)."""
+        clause = "AND e.split = ?" if split else ""
+        match, value = source_filter(source, "a.source")
+        rows = self.db.execute(
+            "SELECT a.example_id, SUM(a.status = 'ok'), SUM(a.status = 'parse_error') FROM annotations a "
+            f"JOIN examples e ON e.id = a.example_id WHERE {match} {clause} GROUP BY a.example_id",
+            [value, *([split] if split else [])],
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    # students ---------------------------------------------------------------------------------------------------
+
+    def start_student_run(self, student: str, data_mode: str, config: dict[str, Any], round_id: int | None) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO student_runs (student, data_mode, config, status, round_id, started_at) "
+                "VALUES (?, ?, ?, 'running', ?, ?)", [student, data_mode, _json(config), round_id, now()])
+        return int(cursor.lastrowid or 0)
+
+    def finish_student_run(self, run_id: int, status: str, metrics: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE student_runs SET status = ?, metrics = ?, finished_at = ? WHERE id = ?",
+                            [status, _json(metrics), now(), run_id])
+
+    def add_artifact(self, run_id: int, kind: str, path: str, sha256: str, info: dict[str, Any]) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO artifacts (run_id, kind, path, sha256, info, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [run_id, kind, path, sha256, _json(info), now()])
+        return int(cursor.lastrowid or 0)
+
+    def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Artifacts, newest first, with their run's metrics and status."""
+        clause = "WHERE a.kind = ?" if kind else ""
+        rows = self.db.execute(
+            "SELECT a.id, a.run_id, a.kind, a.path, a.sha256, a.info, a.created_at, r.status, r.metrics, "
+            f"r.data_mode, r.round_id FROM artifacts a JOIN student_runs r ON r.id = a.run_id {clause} "
+            "ORDER BY a.id DESC", [kind] if kind else [])
+        keys = ("id", "run_id", "kind", "path", "sha256", "info", "created_at", "status", "metrics", "data_mode",
+                "round_id")
+        result = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["info"] = json.loads(item["info"] or "{}")
+            item["metrics"] = json.loads(item["metrics"] or "{}")
+            result.append(item)
+        return result
+
+    def student_runs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, student, data_mode, status, metrics, round_id, started_at, finished_at "
+                               "FROM student_runs ORDER BY id")
+        keys = ("id", "student", "data_mode", "status", "metrics", "round_id", "started_at", "finished_at")
+        return [{**dict(zip(keys, row, strict=True)), "metrics": json.loads(row[4] or "{}")} for row in rows]
+
+    # predictions ------------------------------------------------------------------------------------------------
+
+    def predicted_ids(self, artifact_id: int) -> set[str]:
+        rows = self.db.execute("SELECT example_id FROM predictions WHERE artifact_id = ?", [artifact_id])
+        return {row[0] for row in rows}
+
+    def add_predictions(self, artifact_id: int,
+                        rows: Sequence[tuple[str, Label, dict[str, float] | None, float]]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO predictions (artifact_id, example_id, label, probs, confidence) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(artifact_id, eid, label_to_json(label), None if probs is None else json.dumps(probs), conf)
+                 for eid, label, probs, conf in rows])
+
+    def predictions(self, artifact_id: int, split: Split | None = None,
+                    ) -> dict[str, tuple[Label, float | None]]:
+        clause = "AND example_id IN (SELECT id FROM examples WHERE split = ?)" if split else ""
+        rows = self.db.execute(
+            f"SELECT example_id, label, confidence FROM predictions WHERE artifact_id = ? {clause}",
+            [artifact_id, *([split] if split else [])])
+        return {row[0]: (label_from_json(row[1]), row[2]) for row in rows}  # type: ignore[misc]
+
+    def labeled_artifact(self) -> int | None:
+        """The newest exported student that has labeled examples."""
+        row = self.db.execute("SELECT MAX(artifact_id) FROM predictions").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def example_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
+
+    def annotation_sources(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT DISTINCT source FROM annotations ORDER BY source")]
+
+    def recent_annotations(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT a.example_id, e.text, a.label, a.confidence, a.status, a.source FROM annotations a "
+            "JOIN examples e ON e.id = a.example_id ORDER BY a.id DESC LIMIT ?",
+            [limit],
+        )
+        keys = ("example_id", "text", "label", "confidence", "status", "source")
+        return [dict(zip(keys, (*row[:2], label_from_json(row[2]), *row[3:]), strict=True)) for row in rows]
 
     def annotation_counts(self) -> dict[str, Any]:
         row = self.db.execute(
@@ -335,18 +524,42 @@ class Store:
         keys = ("annotations", "parse_errors", "tokens_in", "tokens_evaluated", "tokens_out", "seconds")
         return dict(zip(keys, row, strict=True))
 
-    def latest_labels(self, source_prefix: str = "") -> Iterator[tuple[str, Label, float | None, str]]:
-        """(example id, label, confidence, source) of the newest ok annotation per example."""
+    def latest_labels(self, source: str = "", split: Split | None = None,
+                      ) -> Iterator[tuple[str, Label, float | None, str]]:
+        """(example id, label, confidence, source) of the newest ok annotation per example from `source`."""
+        clause = "AND example_id IN (SELECT id FROM examples WHERE split = ?)" if split else ""
+        outer, value = source_filter(source, "a.source")
+        inner, _ = source_filter(source, "b.source")
         rows = self.db.execute(
             "SELECT example_id, label, confidence, source FROM annotations a WHERE status = 'ok' "
-            "AND source LIKE ? AND id = (SELECT MAX(id) FROM annotations b WHERE b.example_id = a.example_id "
-            "AND b.status = 'ok' AND b.source LIKE ?)",
-            [source_prefix + "%", source_prefix + "%"],
+            f"AND {outer} {clause} AND id = (SELECT MAX(id) FROM annotations b "
+            f"WHERE b.example_id = a.example_id AND b.status = 'ok' AND {inner})",
+            [value, *([split] if split else []), value],
         )
         for example_id, label, confidence, source in rows:
             parsed = label_from_json(label)
             if parsed is not None:
                 yield example_id, parsed, confidence, source
+
+
+def source_filter(source: str, column: str) -> tuple[str, str]:
+    """SQL for choosing annotation sources: "" is every source, a name ending in ':' a family of sources
+    (`llm:`, `import:`), anything else exactly one source."""
+    if not source:
+        return f"{column} LIKE ?", "%"
+    if source.endswith(":"):
+        escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"{column} LIKE ? ESCAPE '\\'", escaped + "%"
+    return f"{column} = ?", source
+
+
+def source_matches(source: str, name: str) -> bool:
+    """The Python twin of `source_filter`."""
+    return not source or (name.startswith(source) if source.endswith(":") else name == source)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _example_from_row(row: Sequence[Any]) -> Example:

@@ -1,0 +1,215 @@
+"""LlamBERT end to end (issue 4): teacher labels -> student -> ONNX -> full-corpus labels, measured in one run.
+
+Subcommands:
+  quality  the teacher labels --n random train examples; a student trains on them; both are scored on --test
+           held-out test examples (IMDb: accuracy; CoNLL-2003 / SemEval: F1). Also the gold-only and combined students.
+  speed    PyTorch fp32 vs ONNX fp32 vs ONNX int8 docs/s (and accuracy) on the same reviews, side by side, with the
+           student of a `quality` project; then time and peak memory to label all 50k IMDb reviews with int8.
+
+Usage: python benchmarks/bench_student.py quality --dataset imdb [--n 500] [--test 2000] [--keep DIR]
+       python benchmarks/bench_student.py speed --project DIR [--n 1000] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
+from llmaaa_local.export import ExportConfig, export_student
+from llmaaa_local.labeler import OnnxStudent
+from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
+from llmaaa_local.project import Project
+from llmaaa_local.student import TrainConfig, Trainer, load_student, predict
+from llmaaa_local.tasks import task_for
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS: dict[str, dict[str, Any]] = {
+    "imdb": {"task": "classify", "train": "imdb/train.jsonl.gz", "test": "imdb/test.jsonl.gz",
+             "gold": "imdb/train.jsonl.gz",
+             "labels": (LabelInfo("positive", "the reviewer liked the film"),
+                        LabelInfo("negative", "the reviewer disliked the film")), "metric": "accuracy"},
+    "conll": {"task": "ner", "train": "conll2003/train.jsonl", "test": "conll2003/test.jsonl",
+              "gold": "conll2003/dev.jsonl", "labels": tuple(LabelInfo(t) for t in ("PER", "ORG", "LOC", "MISC")),
+              "metric": "f1"},
+    "semeval": {"task": "re", "train": "semeval2010_task8/train.jsonl", "test": "semeval2010_task8/test.jsonl",
+                "gold": "semeval2010_task8/train.jsonl", "labels": None, "no_relation": "Other", "metric": "f1"},
+}
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        return [json.loads(line) for line in handle]
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def quality(args: argparse.Namespace) -> None:
+    spec = DATASETS[args.dataset]
+    root = args.keep or Path(tempfile.mkdtemp(prefix=f"bench-student-{args.dataset}-"))
+    root.mkdir(parents=True, exist_ok=True)
+    train = records(DATA / spec["train"])
+    gold_source = records(DATA / spec["gold"])
+    pool = random.Random(1).sample(train, args.n)
+    taken = {row["id"] for row in pool}
+    gold = random.Random(2).sample([row for row in gold_source if row["id"] not in taken], args.gold)
+    test = random.Random(3).sample(records(DATA / spec["test"]), args.test)
+    labels = spec["labels"] or tuple(LabelInfo(name) for name in sorted({row["label"] for row in train}))
+    settings = ProjectSettings(spec["task"], labels, no_relation=spec.get("no_relation"),
+                               prompt=PromptSettings(demos=args.demos, k=4))
+    project = Project.init(root / "project", settings)
+    project.import_corpus(write(root / "pool.jsonl", pool))
+    project.import_corpus(write(root / "held-out.jsonl", test))  # labels hidden: the teacher is scored on them
+    project.import_gold(write(root / "gold.jsonl", gold), "demo")
+    models = default_models_dir()
+    llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
+    embed = load_embedder(DEFAULT_STUDENT, models, project) if args.demos == "knn" else None
+    annotator = Annotator(project, llm, embed)
+    started = time.perf_counter()
+    annotated = annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in pool)))
+    print(f"teacher labeled {len(pool)} train examples in {time.perf_counter() - started:.0f}s "
+          f"({annotated.parse_errors} parse errors)", flush=True)
+    started = time.perf_counter()
+    annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in test)))
+    print(f"teacher labeled {len(test)} held-out examples in {time.perf_counter() - started:.0f}s", flush=True)
+    task = task_for(project.settings)
+    references = project.store.reference_labels("pool")
+    test_ids = [row["id"] for row in test]
+    teacher_labels = {eid: label for eid, label, _, _ in project.store.latest_labels("", "pool")}
+    teacher = _score(task, project, test_ids, references, teacher_labels)
+    agreement = sum(teacher_labels[e] == references[e] for e in pool_ids(pool)) / len(pool)
+    print(f"teacher on the held-out set: {spec['metric']} {teacher:.4f}  (its labels on the {len(pool)} training "
+          f"examples are {agreement:.1%} right)", flush=True)
+    print(f"{'student data':12} {spec['metric']:>9} {'vs teacher':>10} {'train s':>8}", flush=True)
+    for mode in args.modes.split(","):
+        config = TrainConfig(data=mode, epochs=args.epochs, max_length=args.max_length,  # type: ignore[arg-type]
+                             seed=args.seed, examples=tuple(row["id"] for row in pool),
+                             min_confidence=args.min_confidence)
+        report = Trainer(project, config, models).run()
+        model, encoder = load_student(report.folder)
+        examples = list(project.store.examples(ids=test_ids))
+        predicted = {e.id: label for e, (label, _, _) in zip(examples, predict(model, encoder, examples),
+                                                              strict=True)}
+        score = _score(task, project, test_ids, references, predicted)
+        print(f"{mode:12} {score:9.4f} {score - teacher:+10.4f} {report.seconds:8.0f}", flush=True)
+    print(f"(project kept in {root})", file=sys.stderr)
+
+
+def pool_ids(pool: list[dict[str, Any]]) -> list[str]:
+    return [row["id"] for row in pool]
+
+
+def _score(task: Any, project: Project, ids: list[str], references: dict[str, Any], predicted: dict[str, Any],
+           ) -> float:
+    examples = {e.id: e for e in project.store.examples(ids=ids)}
+    shared = [i for i in ids if i in predicted]
+    metrics = task.metrics({i: references[i] for i in shared}, {i: predicted[i] for i in shared}, examples)
+    return float(metrics.get("f1", metrics.get("accuracy")))
+
+
+def speed(args: argparse.Namespace) -> None:
+    project = Project.open(args.project)
+    if not project.store.artifacts("onnx-int8"):
+        export_student(project, ExportConfig())
+    checkpoint = Path(project.store.artifacts("checkpoint")[0]["path"])
+    onnx_folder = Path(project.store.artifacts("onnx-int8")[0]["path"])
+    examples = list(project.store.examples("pool"))[: args.n]
+    references = project.store.reference_labels("pool")
+    task = task_for(project.settings)
+    model, encoder = load_student(checkpoint)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    runners = {
+        "pytorch fp32": lambda: predict(model, encoder, examples, batch_size=32),
+        "onnx fp32": lambda: OnnxStudent(onnx_folder, "model_optimized.onnx", args.threads).predict(examples),
+        "onnx int8": lambda: OnnxStudent(onnx_folder, "model_quantized.onnx", args.threads).predict(examples),
+    }
+    results: dict[str, tuple[float, float]] = {}
+    for name, run in runners.items():
+        run_started = time.perf_counter()
+        predictions = run()
+        seconds = time.perf_counter() - run_started
+        predicted = {e.id: p[0] for e, p in zip(examples, predictions, strict=True)}
+        score = _score(task, project, [e.id for e in examples if e.id in references], references, predicted)
+        results[name] = (len(examples) / seconds, score)
+    base_rate, base_score = results["pytorch fp32"]
+    print(f"{len(examples)} examples, {args.threads} threads")
+    for name, (rate, score) in results.items():
+        print(f"{name:13} {rate:8.1f} docs/s  {rate / base_rate:5.2f}x PyTorch   accuracy {score:.4f} "
+              f"({(score - base_score) * 100:+.2f} points)")
+    if args.full:
+        full_corpus(args)
+
+
+def full_corpus(args: argparse.Namespace) -> None:
+    """Time and peak memory of labeling all 50k IMDb reviews with the int8 student, in a fresh process."""
+    source = Project.open(args.project)
+    checkpoint_run = source.store.artifacts("onnx-int8")[0]
+    root = Path(tempfile.mkdtemp(prefix="bench-label-"))
+    code = (
+        "import sys, time\nfrom pathlib import Path\n"
+        "from llmaaa_local.project import Project\nfrom llmaaa_local.labeler import label_corpus\n"
+        f"p = Project.open(Path({str(root / 'p')!r}))\nt = time.perf_counter()\n"
+        f"r = label_corpus(p, True, {args.threads})\nprint(r.labeled, time.perf_counter() - t)\n"
+    )
+    project = Project.init(root / "p", source.settings)
+    for split in ("train", "test"):
+        project.import_corpus(DATA / "imdb" / f"{split}.jsonl.gz")
+    # register the exported student in the fresh project, as `export` would
+    run_id = project.store.start_student_run("benchmark", "llm", {}, None)
+    project.store.add_artifact(run_id, "onnx-int8", str(checkpoint_run["path"]), checkpoint_run["sha256"],
+                               checkpoint_run["info"])
+    project.close()
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert process.stdout is not None
+    labeled, seconds = process.stdout.read().split()
+    print(f"full corpus: {labeled} IMDb reviews labeled in {float(seconds):.0f}s "
+          f"({int(labeled) / float(seconds):.1f} docs/s), peak RSS {usage.ru_maxrss / 1024:.0f} MB, "
+          f"wall {time.perf_counter() - started:.0f}s incl. start-up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--dataset", choices=list(DATASETS), default="imdb")
+    q.add_argument("--n", type=int, default=500)
+    q.add_argument("--gold", type=int, default=100)
+    q.add_argument("--test", type=int, default=2000)
+    q.add_argument("--demos", choices=["none", "knn"], default="knn")
+    q.add_argument("--modes", default="llm,gold,combined")
+    q.add_argument("--epochs", type=int, default=10)
+    q.add_argument("--max-length", type=int, default=256)
+    q.add_argument("--min-confidence", type=float, default=0.0)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--model", default="gemma-3-270m")
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--keep", type=Path, default=None)
+    s = sub.add_parser("speed")
+    s.add_argument("--project", type=Path, required=True)
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--full", action="store_true", help="also label all 50k IMDb reviews")
+    args = parser.parse_args()
+    {"quality": quality, "speed": speed}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The annotator: picks pool examples, prompts the LLM with demonstrations, calibrates, and stores every answer.
+
+Each answer is stored in its own short transaction under a cache key (model sha256, exact request, decoding), so a
+run killed at any moment loses at most the call in flight, and a rerun asks the LLM nothing it already answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .calibration import Calibration, CalibrationFit, fit
+from .config import PromptSettings, TeacherSettings
+from .demos import DemoPool
+from .errors import LlmaaaError
+from .llm import LLM, ContextOverflow, GenerateRequest, GenerateResponse, Request, ScoreResponse, cache_key
+from .models import resolve, verified_sha256
+from .project import Project
+from .records import Annotation, Example
+from .tasks import Parsed, Task, task_for
+
+Selection = Literal["random", "first"]
+MIN_CHARS = 100
+CALIBRATION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """What to annotate: `n` pool examples in a seeded random (or file) order, or explicit `ids`."""
+
+    n: int = 100
+    select: Selection = "random"
+    seed: int = 0
+    ids: tuple[str, ...] | None = None
+    calibrate: bool = True
+    prompt: PromptSettings | None = None  # None: the project's prompt settings
+    round_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise LlmaaaError(f"--n {self.n}: give a number of examples, 0 or more")
+        if self.select not in ("random", "first"):
+            raise LlmaaaError(f"--select {self.select!r}: choose random or first")
+
+
+@dataclass
+class AnnotateProgress:
+    """Live counters for a progress bar: documents, tokens, and the newest answer."""
+
+    stage: str = "annotate"
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    parse_errors: int = 0
+    tokens_in: int = 0
+    tokens_evaluated: int = 0
+    tokens_out: int = 0
+    llm_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    latest: Annotation | None = None
+    latest_text: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def docs_per_second(self) -> float:
+        asked = self.done - self.cached
+        return asked / self.llm_seconds if self.llm_seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return (self.tokens_evaluated + self.tokens_out) / self.llm_seconds if self.llm_seconds else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.docs_per_second
+        return (self.total - self.done) / rate if rate else None
+
+
+@dataclass(frozen=True)
+class AnnotateReport:
+    annotated: int
+    cached: int
+    parse_errors: int
+    calibration: CalibrationFit | None
+    tokens_in: int
+    tokens_evaluated: int
+    tokens_out: int
+    seconds: float
+
+
+class Annotator:
+    """Runs one model over a project's examples; the task decides prompts and parsing."""
+
+    def __init__(self, project: Project, llm: LLM, embed: Callable[[Sequence[Example]], np.ndarray] | None = None,
+                 prompt: PromptSettings | None = None) -> None:
+        self.project = project
+        self.store = project.store
+        self.llm = llm
+        self.settings = project.settings
+        self.prompt = prompt or self.settings.prompt
+        if not self.settings.labels:
+            raise LlmaaaError("the project has no label set yet: import labeled data or re-create it with --labels")
+        self.task: Task = task_for(replace(self.settings, prompt=self.prompt))
+        self.embed = embed
+        self.source = f"llm:{llm.name}"
+        self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.__dict__})
+        demos = list(self.store.examples("demo"))
+        if self.prompt.demos == "knn" and demos and embed is None:
+            raise LlmaaaError("kNN demonstrations need the sentence embedder: pull minilm-l6 or use --demos random")
+        vectors = embed(demos) if self.prompt.demos == "knn" and demos and embed else None
+        self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors)
+        stored = self.store.calibration(llm.model_sha256, self.prompt_key)
+        self.calibration = Calibration.from_dict(stored[0]) if stored else None
+
+    # --- public ------------------------------------------------------------------------------------------------
+
+    def select(self, config: AnnotateConfig) -> list[str]:
+        if config.ids is not None:
+            return list(config.ids)
+        ids = self.store.example_ids("pool")
+        if config.select == "random":
+            ids.sort(key=lambda i: hashlib.sha256(f"{config.seed}:{i}".encode()).digest())
+        return ids[: config.n]
+
+    def run(self, config: AnnotateConfig, on_progress: Callable[[AnnotateProgress], None] | None = None,
+            ) -> AnnotateReport:
+        started = time.perf_counter()
+        progress = AnnotateProgress()
+        fitted = None
+        if self.task.scored and config.calibrate:
+            gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]
+            if len(gold) >= 2:
+                progress.stage = "calibrate"
+                self._annotate(gold, progress, on_progress, config.round_id)
+                fitted = self.fit_calibration(gold)
+        targets = list(self.store.examples(ids=self.select(config)))
+        progress.stage = "annotate"
+        self._annotate(targets, progress, on_progress, config.round_id)
+        return AnnotateReport(
+            annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,
+            calibration=fitted, tokens_in=progress.tokens_in, tokens_evaluated=progress.tokens_evaluated,
+            tokens_out=progress.tokens_out, seconds=time.perf_counter() - started,
+        )
+
+    def fit_calibration(self, gold: Sequence[Example]) -> CalibrationFit:
+        """Fit biases on the gold examples' stored scores, save, and re-label every annotation of this prompt."""
+        labels = self.settings.label_names
+        scored = {eid: scores for _, eid, scores in self.store.scored_annotations(self.llm.model_sha256,
+                                                                                  self.prompt_key)}
+        pairs = [(scored[g.id], str(g.label)) for g in gold if g.id in scored and g.label is not None]
+        fitted = fit([scores for scores, _ in pairs], [label for _, label in pairs], labels)
+        self.calibration = fitted.calibration
+        metrics = {"n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
+                   "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy}
+        with self.store.transaction():
+            self.store.save_calibration(self.llm.model_sha256, self.prompt_key, fitted.method,
+                                        fitted.calibration.to_dict(), metrics)
+            self.recalibrate()
+        return fitted
+
+    def recalibrate(self) -> None:
+        assert self.calibration is not None
+        updates = []
+        for annotation_id, _, scores in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key):
+            probabilities = self.calibration.probabilities(scores)
+            label = max(probabilities, key=probabilities.__getitem__)
+            updates.append((annotation_id, label, probabilities, probabilities[label]))
+        self.store.update_calibrated(updates)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+
+    def _annotate(self, examples: Sequence[Example], progress: AnnotateProgress,
+                  on_progress: Callable[[AnnotateProgress], None] | None, round_id: int | None) -> None:
+        if not examples:
+            return
+        vectors = self.embed(examples) if self.pool.mode == "knn" and self.pool.demos and self.embed else None
+        planned = [(example, self.pool.choose(example, vectors[i] if vectors is not None else None))
+                   for i, example in enumerate(examples)]
+        # Prompts that start with the same demonstrations run back to back, so the KV cache reuses them too.
+        planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))
+        progress.total += len(examples)
+        for example, demos in planned:
+            annotation = self._annotate_one(example, demos, round_id)
+            progress.done += 1
+            if annotation is None:
+                progress.cached += 1
+            else:
+                progress.parse_errors += annotation.status == "parse_error"
+                progress.tokens_in += annotation.tokens_in
+                progress.tokens_evaluated += annotation.tokens_evaluated
+                progress.tokens_out += annotation.tokens_out
+                progress.llm_seconds += annotation.seconds
+                progress.latest, progress.latest_text = annotation, example.text
+            if on_progress is not None:
+                on_progress(progress)
+
+    def _annotate_one(self, example: Example, demos: list[Example], round_id: int | None) -> Annotation | None:
+        """Ask the LLM about one example unless the same request is cached; None when cached."""
+        max_chars = self.prompt.max_chars
+        while True:
+            request = self.task.request(example, demos, max_chars)
+            decoding = _decoding(request)
+            key = cache_key(self.llm.model_sha256, request, decoding)
+            if self.store.cached_keys([key]):
+                return None
+            try:
+                response = request.run(self.llm)
+                break
+            except ContextOverflow:
+                if min(max_chars, len(example.text)) > MIN_CHARS:
+                    max_chars = max(MIN_CHARS, min(max_chars, len(example.text)) // 2)
+                elif demos:
+                    demos = demos[1:]  # the least similar demonstration goes first
+                else:
+                    raise LlmaaaError(f"example {example.id!r}: even a {MIN_CHARS}-character prompt does not fit "
+                                      "the context window; raise --n-ctx") from None
+        parsed = self._calibrated(self.task.parse(example, response))
+        flags = {}
+        if len(example.text) > max_chars:
+            flags["truncated_to_chars"] = max_chars
+        if parsed.dropped:
+            flags["dropped_spans"] = parsed.dropped
+        annotation = Annotation(
+            example_id=example.id, source=self.source, label=parsed.label, confidence=parsed.confidence,
+            status=parsed.status, cache_key=key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,
+            prompt_hash=request.key(), decoding=decoding, demo_ids=tuple(demo.id for demo in demos),
+            raw_output=_raw(response), scores=parsed.scores,
+            calibrated=_probabilities(parsed, self.calibration), tokens_in=response.cost.tokens_in,
+            tokens_evaluated=response.cost.tokens_evaluated, tokens_out=response.cost.tokens_out,
+            seconds=response.cost.seconds, error=parsed.error, flags=flags or None, round_id=round_id,
+        )
+        self.store.add_annotation(annotation)
+        return annotation
+
+    def _calibrated(self, parsed: Parsed) -> Parsed:
+        if parsed.scores is None or self.calibration is None:
+            return parsed
+        probabilities = self.calibration.probabilities(parsed.scores)
+        label = max(probabilities, key=probabilities.__getitem__)
+        return Parsed(label, probabilities[label], parsed.status, parsed.scores, parsed.error, parsed.dropped)
+
+
+def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
+    """Load the teacher GGUF through llama.cpp (imported only here, when a teacher is really needed)."""
+    from .llama_backend import LlamaBackend
+
+    path = resolve(settings.model, models_dir, "gguf")
+    return LlamaBackend(path, n_ctx=settings.n_ctx, n_threads=settings.threads, n_gpu_layers=settings.n_gpu_layers,
+                        seed=settings.seed, chat_template=settings.chat_template,
+                        model_sha256=verified_sha256(path, models_dir))
+
+
+def load_embedder(name: str, models_dir: Path, project: Project) -> Callable[[Sequence[Example]], np.ndarray]:
+    """The kNN sentence embedder, with vectors cached in the project database."""
+    from .embedder import Embedder, embeddings
+
+    embedder = Embedder(resolve(name, models_dir, "hf"))
+    return lambda examples: embeddings(project.store, embedder, examples)
+
+
+def _probabilities(parsed: Parsed, calibration: Calibration | None) -> dict[str, float] | None:
+    if parsed.scores is None:
+        return None
+    if calibration is not None:
+        return calibration.probabilities(parsed.scores)
+    return Calibration.identity(list(parsed.scores)).probabilities(parsed.scores)
+
+
+def _decoding(request: Request) -> dict[str, object]:
+    if isinstance(request, GenerateRequest):
+        return {"mode": "generate", "greedy": True, "max_tokens": request.max_tokens}
+    return {"mode": "score", "sum_logprobs": True}
+
+
+def _raw(response: ScoreResponse | GenerateResponse) -> str:
+    if isinstance(response, GenerateResponse):
+        return response.text
+    return json.dumps([round(x, 4) for x in response.logprobs])
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]

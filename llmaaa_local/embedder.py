@@ -1,0 +1,56 @@
+"""Sentence embeddings (mean-pooled MiniLM or any local encoder) for kNN demonstrations, cached in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .models import sha256_file
+from .records import Example
+from .store import Store
+
+BATCH = 32
+MAX_TOKENS = 256
+
+
+class Embedder:
+    """A local Hugging Face encoder folder; vectors are L2-normalised, so a dot product is cosine similarity."""
+
+    def __init__(self, folder: Path) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        weights = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
+                        if (folder / name).exists()), None)
+        self.name = f"{folder.name}:{sha256_file(weights)[:12] if weights else 'unknown'}"
+        self._torch = torch
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        vectors = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), BATCH):
+                batch = self._tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
+                                        max_length=MAX_TOKENS, return_tensors="pt")
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+        return np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+
+
+def embeddings(store: Store, embedder: Embedder, examples: Sequence[Example]) -> np.ndarray:
+    """Vectors for `examples` in order, computing and storing only the ones not cached yet."""
+    cached = store.embeddings(embedder.name, [example.id for example in examples])
+    missing = [example for example in examples if example.id not in cached]
+    if missing:
+        fresh = embedder.embed([example.text for example in missing])
+        store.save_embeddings(embedder.name, [(e.id, v) for e, v in zip(missing, fresh, strict=True)])
+        cached.update({example.id: vector for example, vector in zip(missing, fresh, strict=True)})
+    if not examples:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([cached[example.id] for example in examples])

@@ -1,0 +1,148 @@
+"""Exports a trained student to ONNX with optimum, optimises the graph with ONNX Runtime, quantises it to dynamic
+int8, and checks parity against the PyTorch student; an export past tolerance fails loudly and is not registered.
+
+Relation students export their encoder (feature extraction); the small marker head runs in numpy at labeling time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoding import RELATION_HEAD, SPEC_FILE, StudentSpec
+from .errors import LlmaaaError
+from .labeler import OnnxStudent
+from .models import sha256_file
+from .project import Project
+from .records import Example, Label
+
+EXPORT_TASKS = {"classify": "text-classification", "ner": "token-classification", "re": "feature-extraction"}
+FP32_FILE = "model_optimized.onnx"
+INT8_FILE = "model_quantized.onnx"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Parity limits: fp32 must agree everywhere; int8 may flip a few borderline examples."""
+
+    int8: bool = True
+    parity_examples: int = 64
+    fp32_max_difference: float = 1e-3  # largest |p_torch - p_onnx| over all labels and examples
+    int8_min_agreement: float = 0.95
+    int8_max_difference: float = 0.25
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    folder: Path
+    artifacts: dict[str, int]  # kind -> artifact id
+    parity: dict[str, dict[str, float]]
+    seconds: float
+
+
+def export_student(project: Project, config: ExportConfig, run_id: int | None = None) -> ExportReport:
+    started = time.perf_counter()
+    store = project.store
+    checkpoints = [a for a in store.artifacts("checkpoint") if run_id is None or a["run_id"] == run_id]
+    if not checkpoints:
+        raise LlmaaaError("no trained student to export: run `llmaaa-local train` first" if run_id is None
+                          else f"student run {run_id} has no checkpoint")
+    checkpoint = checkpoints[0]
+    source = Path(checkpoint["path"])
+    spec = StudentSpec.load(source)
+    folder = project.artifacts / "onnx" / f"run-{checkpoint['run_id']:04d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    _export(source, folder, spec)
+    files = {"onnx": FP32_FILE, **({"onnx-int8": INT8_FILE} if config.int8 else {})}
+    examples = _held_out(project, config.parity_examples)
+    reference = _torch_predictions(source, examples)
+    parity = {kind: _parity(reference, OnnxStudent(folder, name, config.threads).predict(examples))
+              for kind, name in files.items()}
+    _check(parity, config)
+    ids = {}
+    with store.transaction():
+        for kind, name in files.items():
+            info = {"file": name, "parity": parity[kind], "spec": spec.__dict__, "checkpoint": checkpoint["id"]}
+            ids[kind] = store.add_artifact(checkpoint["run_id"], kind, str(folder), sha256_file(folder / name), info)
+    return ExportReport(folder, ids, parity, time.perf_counter() - started)
+
+
+def _export(source: Path, folder: Path, spec: StudentSpec) -> None:
+    from optimum.exporters.onnx import main_export
+    from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig, OptimizationConfig
+
+    raw = folder / "raw"
+    with contextlib.redirect_stdout(io.StringIO()):
+        main_export(str(source), output=str(raw), task=EXPORT_TASKS[spec.task], local_files_only=True,
+                    do_validation=False, library_name="transformers")
+        ORTOptimizer.from_pretrained(str(raw), file_names=["model.onnx"]).optimize(
+            OptimizationConfig(optimization_level=2), save_dir=str(folder))
+        # int8 from the plain export: the quantizer cannot type the fused ops of the optimised graph; ONNX Runtime
+        # applies its graph optimisations to the quantised model when it loads it.
+        ORTQuantizer.from_pretrained(str(raw), file_name="model.onnx").quantize(
+            _quantization_config(AutoQuantizationConfig), save_dir=str(folder))
+    for name in ("tokenizer.json", SPEC_FILE, RELATION_HEAD):
+        if (source / name).exists():
+            shutil.copy2(source / name, folder / name)
+    shutil.rmtree(raw)
+
+
+def _quantization_config(auto: Any) -> Any:
+    """Dynamic int8 for the instruction set this CPU has (VNNI where present)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "avx512_vnni" in flags:
+        return auto.avx512_vnni(is_static=False, per_channel=False)
+    if "avx512f" in flags:
+        return auto.avx512(is_static=False, per_channel=False)
+    if "avx2" in flags:
+        return auto.avx2(is_static=False, per_channel=False)
+    return auto.arm64(is_static=False, per_channel=False)
+
+
+def _held_out(project: Project, count: int) -> list[Example]:
+    """Parity examples: the gold test split, else the pool (labels are not needed)."""
+    examples = list(project.store.examples("test"))[:count]
+    if len(examples) < count:
+        examples += list(project.store.examples("pool"))[: count - len(examples)]
+    if not examples:
+        raise LlmaaaError("the project has no examples to check the export on")
+    return examples
+
+
+def _torch_predictions(source: Path, examples: list[Example]) -> list[tuple[Label, dict[str, float] | None, float]]:
+    from .student import load_student, predict
+
+    model, encoder = load_student(source)
+    return predict(model, encoder, examples)
+
+
+def _parity(reference: list[tuple[Label, dict[str, float] | None, float]],
+            exported: list[tuple[Label, dict[str, float] | None, float]]) -> dict[str, float]:
+    agree = [a[0] == b[0] for a, b in zip(reference, exported, strict=True)]
+    differences = [abs(a[2] - b[2]) for a, b in zip(reference, exported, strict=True)]
+    for (_, p, _), (_, q, _) in zip(reference, exported, strict=True):
+        if p is not None and q is not None:
+            differences.append(max(abs(p[k] - q[k]) for k in p))
+    return {"n": len(agree), "agreement": float(np.mean(agree)), "max_difference": float(max(differences))}
+
+
+def _check(parity: dict[str, dict[str, float]], config: ExportConfig) -> None:
+    fp32 = parity["onnx"]
+    if fp32["agreement"] < 1.0 or fp32["max_difference"] > config.fp32_max_difference:
+        raise LlmaaaError(f"ONNX export differs from the PyTorch student: agreement {fp32['agreement']:.3f}, largest "
+                          f"probability difference {fp32['max_difference']:.2e} (limit {config.fp32_max_difference})")
+    int8 = parity.get("onnx-int8")
+    if int8 and (int8["agreement"] < config.int8_min_agreement or int8["max_difference"] > config.int8_max_difference):
+        raise LlmaaaError(f"int8 export drifts too far from the PyTorch student: agreement {int8['agreement']:.3f} "
+                          f"(limit {config.int8_min_agreement}), largest probability difference "
+                          f"{int8['max_difference']:.3f} (limit {config.int8_max_difference}); export with --no-int8")

@@ -1,0 +1,140 @@
+"""Full-corpus labeling with the exported student on ONNX Runtime: length-bucketed batches, streamed from and to
+SQLite in chunks, resumable (examples already labeled by the same export are skipped)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .encoding import RELATION_HEAD, Encoded, InputEncoder, decode
+from .errors import LlmaaaError
+from .project import Project
+from .records import Example, Label
+
+CHUNK = 2048
+
+
+class OnnxStudent:
+    """An exported student loaded in ONNX Runtime; predicts like the PyTorch student."""
+
+    def __init__(self, folder: Path, file_name: str, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = folder / file_name
+        if not path.exists():
+            raise LlmaaaError(f"{path}: exported model file is missing; run `llmaaa-local export` again")
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {item.name for item in self.session.get_inputs()}
+        self.encoder = InputEncoder.from_folder(folder)
+        self.spec = self.encoder.spec
+        self.head: tuple[np.ndarray, np.ndarray] | None = None
+        if self.spec.task == "re":
+            from safetensors.numpy import load_file
+
+            weights = load_file(str(folder / RELATION_HEAD))
+            self.head = (weights["weight"], weights["bias"])
+
+    def logits(self, encoded: Sequence[Encoded]) -> np.ndarray:
+        arrays = self.encoder.batch(encoded)
+        feed = {name: arrays[name] for name in ("input_ids", "attention_mask") if name in self.inputs}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+        output = self.session.run(None, feed)[0]
+        if self.head is None:
+            return output
+        rows = np.arange(len(encoded))
+        markers = arrays["markers"]
+        pair = np.concatenate([output[rows, markers[:, 0]], output[rows, markers[:, 1]]], axis=-1)
+        return pair @ self.head[0].T + self.head[1]
+
+    def predict(self, examples: Sequence[Example], batch_tokens: int = 8192,
+                ) -> list[tuple[Label, dict[str, float] | None, float]]:
+        """Predictions in input order; inside, examples of similar length share a batch (less padding)."""
+        encoded = self.encoder.encode(examples)
+        order = sorted(range(len(examples)), key=lambda i: len(encoded[i].ids))
+        results: list[tuple[Label, dict[str, float] | None, float] | None] = [None] * len(examples)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(encoded[order[end]].ids) <= batch_tokens:
+                end += 1
+            batch = order[start:end]
+            logits = self.logits([encoded[i] for i in batch])
+            for row, i in enumerate(batch):
+                results[i] = decode(self.spec, examples[i], encoded[i], logits[row])
+            start = end
+        return [result for result in results if result is not None]
+
+
+@dataclass
+class LabelProgress:
+    total: int
+    done: int = 0
+    skipped: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def docs_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.docs_per_second
+        return (self.total - self.done) / rate if rate else None
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    artifact_id: int
+    labeled: int
+    skipped: int
+    seconds: float
+
+
+def latest_export(project: Project, int8: bool | None = None) -> dict[str, object]:
+    """The newest exported student (int8 when present, unless `int8` says otherwise)."""
+    kinds = {True: ["onnx-int8"], False: ["onnx"], None: ["onnx-int8", "onnx"]}[int8]
+    for artifact in project.store.artifacts():
+        if artifact["kind"] in kinds:
+            return artifact
+    raise LlmaaaError("no exported student: run `llmaaa-local train` and `llmaaa-local export` first")
+
+
+def label_corpus(project: Project, int8: bool | None = None, threads: int | None = None, batch_tokens: int = 8192,
+                 on_progress: Callable[[LabelProgress], None] | None = None) -> LabelReport:
+    """Label every example of the project with the newest export; rerunning continues where it stopped."""
+    started = time.perf_counter()
+    artifact = latest_export(project, int8)
+    info = artifact["info"]
+    assert isinstance(info, dict)
+    student = OnnxStudent(Path(str(artifact["path"])), info["file"], threads)
+    artifact_id = int(artifact["id"])  # type: ignore[call-overload]
+    store = project.store
+    done = store.predicted_ids(artifact_id)
+    ids = store.example_ids(None)
+    progress = LabelProgress(total=len(ids))
+    for start in range(0, len(ids), CHUNK):
+        chunk = [i for i in ids[start : start + CHUNK] if i not in done]
+        progress.done += len(ids[start : start + CHUNK]) - len(chunk)
+        progress.skipped += len(ids[start : start + CHUNK]) - len(chunk)
+        if chunk:
+            examples = list(store.examples(ids=chunk))
+            predictions = student.predict(examples, batch_tokens)
+            store.add_predictions(artifact_id, [(e.id, label, probs, confidence)
+                                                for e, (label, probs, confidence) in zip(examples, predictions,
+                                                                                         strict=True)])
+            progress.done += len(chunk)
+        if on_progress is not None:
+            on_progress(progress)
+    return LabelReport(artifact_id, progress.done - progress.skipped, progress.skipped,
+                       time.perf_counter() - started)

@@ -1,0 +1,343 @@
+"""The student: fine-tunes a small encoder on LLM and/or gold labels and saves it as safetensors (torch lives here).
+
+Heads: sequence classification, token classification (first sub-word carries the BIO tag), and LLMaAA's relation
+classifier over the encoder states at the [E1] and [E2] markers.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from .encoding import MARKERS, RELATION_HEAD, Encoded, InputEncoder, StudentSpec, bio_labels, decode
+from .errors import LlmaaaError
+from .models import DEFAULT_STUDENT, resolve, sha256_file
+from .project import Project
+from .records import Example, Label
+from .tasks import task_for
+
+DataMode = Literal["llm", "gold", "combined"]
+DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a student is trained; `data`: LLM labels, gold labels, or LLM then gold (LlamBERT's combined)."""
+
+    student: str = DEFAULT_STUDENT
+    data: DataMode = "llm"
+    source: str = ""  # LLM labels from one source, or a family ending in ':' ("" = the newest of any source)
+    epochs: int = 10
+    patience: int = 2
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    max_length: int = 256
+    confidence_weights: bool = True
+    min_confidence: float = 0.0
+    seed: int = 0
+    threads: int | None = None
+    examples: tuple[str, ...] | None = None  # restrict LLM-labeled training data to these ids (active learning)
+    round_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_MODES:
+            raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise LlmaaaError("epochs, batch size and patience must be at least 1")
+        if not 0 < self.learning_rate < 1:
+            raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")
+        if not 16 <= self.max_length <= 4096:
+            raise LlmaaaError(f"--max-length {self.max_length} is out of range: use 16 to 4096")
+        if not 0 <= self.min_confidence <= 1:
+            raise LlmaaaError("--min-confidence must be in 0..1")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    validation_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    run_id: int
+    artifact_id: int
+    folder: Path
+    trained_on: int
+    discarded: int
+    best_epoch: int
+    metrics: dict[str, Any]
+    seconds: float
+
+
+class StudentModel(nn.Module):
+    """One of the three heads behind `forward(input_ids, attention_mask, markers) -> logits`."""
+
+    def __init__(self, spec: StudentSpec, source: Path, vocabulary: int | None = None) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+        self.spec = spec
+        names = {"id2label": dict(enumerate(spec.labels)), "label2id": {n: i for i, n in enumerate(spec.labels)}}
+        if spec.task == "classify":
+            self.net = AutoModelForSequenceClassification.from_pretrained(
+                str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
+                **names)
+        elif spec.task == "ner":
+            self.net = AutoModelForTokenClassification.from_pretrained(
+                str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
+                **names)
+        else:
+            self.net = AutoModel.from_pretrained(str(source), local_files_only=True)
+            if vocabulary is not None:
+                self.net.resize_token_embeddings(vocabulary)
+            hidden = self.net.config.hidden_size
+            self.dropout = nn.Dropout(0.1)
+            self.head = nn.Linear(2 * hidden, len(spec.labels))
+            if (source / RELATION_HEAD).exists():
+                from safetensors.torch import load_file
+
+                self.head.load_state_dict(load_file(str(source / RELATION_HEAD)))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                markers: torch.Tensor | None = None) -> torch.Tensor:
+        if self.spec.task != "re":
+            return self.net(input_ids=input_ids, attention_mask=attention_mask).logits
+        assert markers is not None
+        states = self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.arange(states.shape[0], device=states.device)
+        pair = torch.cat([states[rows, markers[:, 0]], states[rows, markers[:, 1]]], dim=-1)
+        return self.head(self.dropout(pair))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.net.save_pretrained(str(folder), safe_serialization=True)
+        if self.spec.task == "re":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / RELATION_HEAD))
+        self.spec.save(folder)
+
+
+def load_student(folder: Path) -> tuple[StudentModel, InputEncoder]:
+    """A saved student for inference (PyTorch), with its input encoder."""
+    spec = StudentSpec.load(folder)
+    model = StudentModel(spec, folder)
+    model.eval()
+    return model, InputEncoder.from_folder(folder)
+
+
+def per_example_loss(spec: StudentSpec, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per example; for NER the mean over the words' first sub-words."""
+    if spec.task != "ner":
+        return functional.cross_entropy(logits, targets, reduction="none")
+    tokens = functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
+    counted = (targets != -100).sum(dim=1).clamp(min=1)
+    return tokens.sum(dim=1) / counted
+
+
+def tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(value).to(device) for name, value in arrays.items()}
+
+
+def predict(model: StudentModel, encoder: InputEncoder, examples: Sequence[Example], batch_size: int = 32,
+            ) -> list[tuple[Label, dict[str, float] | None, float]]:
+    """PyTorch predictions (label, probabilities, confidence), for evaluation and the ONNX parity check."""
+    device = next(model.parameters()).device
+    results = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            encoded = encoder.encode(chunk)
+            logits = model(**tensors(encoder.batch(encoded), device)).float().cpu().numpy()
+            results += [decode(encoder.spec, e, item, logits[i]) for i, (e, item) in enumerate(zip(chunk, encoded,
+                                                                                                  strict=True))]
+    return results
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+
+def training_data(project: Project, config: TrainConfig) -> tuple[list[Example], list[float], int]:
+    """Pool examples with their newest LLM label (as `label`), loss weights, and how many were discarded."""
+    wanted = set(config.examples) if config.examples is not None else None
+    labels = {eid: (label, confidence) for eid, label, confidence, _ in project.store.latest_labels(config.source,
+                                                                                                      "pool")
+              if wanted is None or eid in wanted}
+    examples, weights, discarded = [], [], 0
+    for example in project.store.examples(ids=list(labels)):
+        label, confidence = labels[example.id]
+        if confidence is not None and confidence < config.min_confidence:
+            discarded += 1
+            continue
+        examples.append(replace(example, label=label))
+        weights.append(confidence if config.confidence_weights and confidence is not None else 1.0)
+    return examples, weights, discarded
+
+
+class Trainer:
+    """Trains one student for a project; the loss and batching are the same for every task."""
+
+    def __init__(self, project: Project, config: TrainConfig, models_dir: Path,
+                 on_progress: Callable[[TrainProgress], None] | None = None) -> None:
+        self.project = project
+        self.config = config
+        self.settings = project.settings
+        self.base = resolve(config.student, models_dir, "hf")
+        self.on_progress = on_progress
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def run(self) -> TrainReport:
+        started = time.perf_counter()
+        config = self.config
+        _seed(config.seed)
+        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        llm_data, weights, discarded = training_data(self.project, config) if config.data != "gold" else ([], [], 0)
+        gold = list(self.project.store.examples("demo"))
+        validation = list(self.project.store.examples("dev")) or gold
+        phases = {"llm": [("llm", llm_data, weights)], "gold": [("gold", gold, [1.0] * len(gold))],
+                  "combined": [("llm", llm_data, weights), ("gold", gold, [1.0] * len(gold))]}[config.data]
+        for name, data, _ in phases:
+            if not data:
+                raise LlmaaaError(f"no {name} labels to train on: " + (
+                    "run `annotate` first (or lower --min-confidence)" if name == "llm" else
+                    "import gold data with `import gold FILE --split demo`"))
+        store = self.project.store
+        run_id = store.start_student_run(str(self.base), config.data, asdict(config), config.round_id)
+        try:
+            model, encoder, tokenizer = self._fresh_model()
+            best_epoch, history = 0, list[dict[str, Any]]()
+            for name, data, data_weights in phases:
+                best_epoch, phase_history = self._fit(model, encoder, name, data, data_weights, validation)
+                history += phase_history
+            folder = self.project.artifacts / "students" / f"run-{run_id:04d}"
+            model.save(folder)
+            tokenizer.save_pretrained(str(folder))
+            metrics = self._metrics(model, encoder, validation, history, best_epoch)
+            digest = sha256_file(folder / "model.safetensors")
+            artifact_id = store.add_artifact(run_id, "checkpoint", str(folder), digest, {"spec": asdict(encoder.spec)})
+            store.finish_student_run(run_id, "done", metrics)
+        except BaseException as error:
+            store.finish_student_run(run_id, "failed", {"error": str(error)})
+            raise
+        trained_on = len(llm_data) + (len(gold) if config.data != "llm" else 0)
+        return TrainReport(run_id, artifact_id, folder, trained_on, discarded, best_epoch, metrics,
+                           time.perf_counter() - started)
+
+    def _fresh_model(self) -> tuple[StudentModel, InputEncoder, Any]:
+        from transformers import AutoTokenizer
+
+        labels = self.settings.label_names
+        spec_labels = bio_labels(labels) if self.settings.task == "ner" else labels
+        spec = StudentSpec(self.settings.task, spec_labels, self.config.max_length, self.config.student)
+        tokenizer = AutoTokenizer.from_pretrained(str(self.base), local_files_only=True)
+        if spec.task == "re":
+            tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)})
+        model = StudentModel(spec, self.base, vocabulary=len(tokenizer) if spec.task == "re" else None)
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        return model.to(self.device), InputEncoder(fast, spec), tokenizer
+
+    def _fit(self, model: StudentModel, encoder: InputEncoder, phase: str, data: list[Example],
+             weights: list[float], validation: list[Example]) -> tuple[int, list[dict[str, Any]]]:
+        """Train up to `epochs`, keeping the weights with the lowest validation loss (early stopping)."""
+        config = self.config
+        encoded = encoder.encode(data)
+        valid_encoded = encoder.encode(validation)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+        steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
+        total = steps_per_epoch * config.epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+            1.0, (step + 1) / max(1, total // 10), max(0.0, (total - step) / max(1, total - total // 10))))
+        order = np.random.default_rng(config.seed)
+        best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        history: list[dict[str, Any]] = []
+        weight_array = np.array(weights, dtype=np.float32)
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            losses = []
+            permutation = order.permutation(len(data))
+            for step, start in enumerate(range(0, len(data), config.batch_size)):
+                chosen = permutation[start : start + config.batch_size]
+                items = [encoded[i] for i in chosen]
+                examples = [data[i] for i in chosen]
+                arrays = encoder.batch(items)
+                targets = torch.from_numpy(encoder.targets(examples, items)).to(self.device)
+                logits = model(**tensors(arrays, self.device))
+                loss_each = per_example_loss(encoder.spec, logits, targets)
+                batch_weights = torch.from_numpy(weight_array[chosen]).to(self.device)
+                loss = (loss_each * batch_weights).sum() / batch_weights.sum().clamp(min=1e-8)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                losses.append(float(loss))
+                if self.on_progress:
+                    self.on_progress(TrainProgress(phase, epoch, config.epochs, step + 1, steps_per_epoch,
+                                                   float(np.mean(losses))))
+            validation_loss = self._loss(model, encoder, validation, valid_encoded)
+            history.append({"phase": phase, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                            "validation_loss": validation_loss})
+            if self.on_progress:
+                self.on_progress(TrainProgress(phase, epoch, config.epochs, steps_per_epoch, steps_per_epoch,
+                                               float(np.mean(losses)), validation_loss))
+            if validation_loss < best_loss:
+                best_loss, best_state, best_epoch, stale = validation_loss, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return best_epoch, history
+
+    def _loss(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
+              encoded: list[Encoded]) -> float:
+        model.eval()
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for start in range(0, len(examples), 64):
+                items, chunk = encoded[start : start + 64], examples[start : start + 64]
+                logits = model(**tensors(encoder.batch(items), self.device))
+                targets = torch.from_numpy(encoder.targets(chunk, items)).to(self.device)
+                total += float(per_example_loss(encoder.spec, logits, targets).sum())
+                count += len(chunk)
+        return total / max(count, 1)
+
+    def _metrics(self, model: StudentModel, encoder: InputEncoder, validation: list[Example],
+                 history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
+        task = task_for(self.settings)
+        metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}
+        for split, examples in (("validation", validation), ("test", list(self.project.store.examples("test")))):
+            if examples:
+                predicted = {e.id: label for e, (label, _, _) in zip(examples, predict(model, encoder, examples),
+                                                                     strict=True)}
+                gold = {e.id: e.label for e in examples if e.label is not None}
+                metrics[split] = {"n": len(gold), **task.metrics(gold, predicted, {e.id: e for e in examples})}
+        return metrics
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+

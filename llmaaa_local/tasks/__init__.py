@@ -1,0 +1,76 @@
+"""The task interface: each task builds its prompts and output constraints, parses answers and scores labels.
+
+Annotator, trainer and loop call these methods and never branch on the task's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ..config import ProjectSettings
+from ..llm import GenerateResponse, Request, ScoreResponse
+from ..records import Example, Label
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed LLM answer. Scored tasks fill `scores` (raw log-probs per label) for calibration."""
+
+    label: Label | None
+    confidence: float | None
+    status: Literal["ok", "parse_error"] = "ok"
+    scores: dict[str, float] | None = None
+    error: str = ""
+    dropped: int = 0  # NER: output spans that are not in the text
+
+
+class Task(Protocol):
+    settings: ProjectSettings
+
+    @property
+    def scored(self) -> bool:
+        """True when answers are per-label scores (classification, relations) that can be calibrated."""
+        ...
+
+    def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> Request: ...
+
+    def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed: ...
+
+    def label_from_value(self, example: Example, value: Any) -> Label:
+        """A label given in an imported annotations file; raises ValueError with a user-facing message."""
+        ...
+
+    def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                examples: Mapping[str, Example]) -> dict[str, float]: ...
+
+
+def task_for(settings: ProjectSettings) -> Task:
+    from .classify import Classification
+    from .ner import EntityRecognition
+    from .relation import RelationClassification
+
+    tasks: dict[str, type[Classification | EntityRecognition | RelationClassification]] = {
+        "classify": Classification, "ner": EntityRecognition, "re": RelationClassification,
+    }
+    return tasks[settings.task](settings)
+
+
+def clip(text: str, max_chars: int) -> str:
+    """Keep at most `max_chars` characters, ending at a word boundary, then mark the cut with " …"."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    if not text[max_chars].isspace() and " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip() + " …"
+
+
+def label_lines(settings: ProjectSettings, defaults: Mapping[str, str] | None = None) -> str:
+    defaults = defaults or {}
+    lines = []
+    for label in settings.labels:
+        description = label.description or defaults.get(label.name, "")
+        lines.append(f"- {label.name}: {description}" if description else f"- {label.name}")
+    return "\n".join(lines)

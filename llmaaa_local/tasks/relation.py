@@ -1,0 +1,45 @@
+"""Relation classification between a head and a tail mention: every relation label scored, direction kept."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..llm import Prompt, ScoreRequest
+from ..metrics import micro_f1_without
+from ..records import Example, Label
+from . import clip, label_lines
+from .scoring import LabelScoring
+
+
+class RelationClassification(LabelScoring):
+    def instruction(self) -> str:
+        if self.settings.prompt.instruction:
+            return self.settings.prompt.instruction
+        negative = self.settings.no_relation
+        defaults = {negative: "none of the other relations holds between them"} if negative else {}
+        directed = any("e1" in label and "e2" in label for label in self.labels)
+        note = "In the labels, e1 is the head and e2 the tail.\n" if directed else ""
+        return (
+            "Decide which relation holds between the head entity and the tail entity of a sentence. Relations:\n"
+            f"{label_lines(self.settings, defaults)}\n{note}"
+            "Answer with the relation label only."
+        )
+
+    @staticmethod
+    def _describe(example: Example, max_chars: int) -> str:
+        assert example.head is not None and example.tail is not None
+        return f"Sentence: {clip(example.text, max_chars)}\nHead: {example.head.name}\nTail: {example.tail.name}"
+
+    def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> ScoreRequest:
+        limit = self.settings.prompt.demo_max_chars
+        shots = "".join(f"{self._describe(demo, limit)}\nAnswer: {demo.label}\n\n" for demo in demos)
+        user = f"{shots}{self._describe(example, max_chars)}\nAnswer with one of the relation labels."
+        return ScoreRequest(Prompt(self.instruction(), user, "Answer:"), self.labels)
+
+    def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                examples: Mapping[str, Example]) -> dict[str, float]:
+        scores = super().metrics(gold, predicted, examples)
+        ids = list(gold)
+        micro = micro_f1_without([str(gold[i]) for i in ids], [str(predicted[i]) for i in ids],
+                                 self.settings.no_relation)
+        return {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"], **scores}

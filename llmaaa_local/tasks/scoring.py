@@ -1,0 +1,51 @@
+"""Shared by the tasks whose answer is one label: score every label's name, keep all scores, pick the best."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import ProjectSettings
+from ..llm import GenerateResponse, ScoreResponse
+from ..metrics import accuracy, macro_f1
+from ..records import Example, Label
+from . import Parsed
+
+
+def softmax(scores: Mapping[str, float]) -> dict[str, float]:
+    top = max(scores.values())
+    exps = {label: math.exp(value - top) for label, value in scores.items()}
+    total = sum(exps.values())
+    return {label: value / total for label, value in exps.items()}
+
+
+class LabelScoring:
+    """Base for classification and relation tasks: no free-text parsing, every label is scored."""
+
+    scored = True
+
+    def __init__(self, settings: ProjectSettings) -> None:
+        self.settings = settings
+        self.labels = settings.label_names
+
+    def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed:
+        if not isinstance(response, ScoreResponse) or len(response.logprobs) != len(self.labels):
+            return Parsed(None, None, "parse_error", error="expected one score per label")
+        scores = dict(zip(self.labels, response.logprobs, strict=True))
+        probabilities = softmax(scores)
+        label = max(probabilities, key=probabilities.__getitem__)
+        return Parsed(label, probabilities[label], scores=scores)
+
+    def label_from_value(self, example: Example, value: Any) -> Label:
+        if not isinstance(value, str):
+            raise ValueError(f"the label must be a string, found {type(value).__name__}")
+        if value not in self.labels:
+            raise ValueError(f"label {value!r} is not in the project's label set {list(self.labels)}")
+        return value
+
+    def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                examples: Mapping[str, Example]) -> dict[str, float]:
+        ids = list(gold)
+        g, p = [str(gold[i]) for i in ids], [str(predicted[i]) for i in ids]
+        return {"accuracy": accuracy(g, p), "macro_f1": macro_f1(g, p, self.labels)}
