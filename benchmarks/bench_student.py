@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
-from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
-from llmaaa_local.student import TrainConfig, Trainer, load_student, predict
+from llmaaa_local.student import Trainer, load_student, predict
 from llmaaa_local.tasks import task_for
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

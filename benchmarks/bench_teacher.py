@@ -65,23 +65,33 @@ def build(root: Path, name: str, spec: dict[str, Any], data: Path, n: int, gold:
         found = {record["label"] for record in sample(data / spec["gold"], 0, seed=0, everything=True)}
         labels = tuple(LabelInfo(label) for label in sorted(found))
     settings = ProjectSettings(task=spec["task"], labels=labels, no_relation=spec.get("no_relation"), prompt=prompt)
-    project = Project.init(root / f"{name}-{prompt.demos}", settings)
+    folder = root / f"{name}-{prompt.demos}"
+    # an earlier run's project is reused: its stored annotations are cache hits, so a rerun continues
+    project = Project.open(folder) if (folder / "project.sqlite").exists() else Project.init(folder, settings)
+    project.store.save_settings(settings)
     project.import_corpus(pool)
     project.import_gold(demos, "demo")
     return project
 
 
-def raw_quality(project: Project, model_sha256: str, prompt_key: str) -> float | None:
-    """The metric of the uncalibrated argmax of the stored raw scores (scored tasks only)."""
+def uncalibrated_quality(project: Project, model_sha256: str, prompt_key: str) -> tuple[float, float] | None:
+    """The metric of the argmax of the raw label scores, and of the scores relative to the content-free
+    baseline (contextual calibration without any bias); scored tasks only."""
     task = task_for(project.settings)
     if not task.scored:
         return None
     references = project.store.reference_labels("pool")
-    raw = {eid: max(scores, key=scores.__getitem__)
-           for _, eid, scores in project.store.scored_annotations(model_sha256, prompt_key) if eid in references}
-    examples = {e.id: e for e in project.store.examples(ids=list(raw))}
-    scores = task.metrics({i: references[i] for i in raw}, raw, examples)
-    return scores.get("f1", scores.get("accuracy"))
+    stored = [(eid, scores, baseline) for _, eid, scores, baseline
+              in project.store.scored_annotations(model_sha256, prompt_key) if eid in references]
+    examples = {e.id: e for e in project.store.examples(ids=[eid for eid, _, _ in stored])}
+    results = []
+    for relative in (False, True):
+        predicted = {eid: max(scores, key=lambda label: scores[label] - (baseline[label] if relative and baseline
+                                                                            else 0.0))
+                     for eid, scores, baseline in stored}
+        metrics = task.metrics({i: references[i] for i in predicted}, predicted, examples)
+        results.append(float(metrics.get("f1", metrics.get("accuracy"))))
+    return results[0], results[1]
 
 
 def main() -> None:
@@ -91,7 +101,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--datasets", default="imdb,conll,semeval")
+    parser.add_argument("--datasets", default="conll,semeval,imdb")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--keep", type=Path, default=None, help="Keep the projects in this folder.")
     args = parser.parse_args()
@@ -99,8 +109,8 @@ def main() -> None:
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     root.mkdir(parents=True, exist_ok=True)
-    header = (f"{'dataset':8} {'demos':5} {'metric':8} {'raw':>6} {'calib.':>6} {'gold LOO':>8} {'parse err':>9} "
-              f"{'prompt tok':>10} {'reused':>6} {'docs/s':>6} {'seconds':>7}")
+    header = (f"{'dataset':8} {'demos':5} {'metric':8} {'raw':>6} {'context':>7} {'calib.':>6} {'method':>16} "
+              f"{'gold LOO':>8} {'parse err':>9} {'prompt tok':>10} {'reused':>6} {'docs/s':>6} {'seconds':>7}")
     print(header, flush=True)
     for name in args.datasets.split(","):
         spec = DATASETS[name]
@@ -112,14 +122,16 @@ def main() -> None:
             report = annotator.run(AnnotateConfig(n=args.n))
             quality = evaluate_llm(project, "pool")["llm"]
             calibrated = quality.get(spec["metric"], 0.0)
-            raw = raw_quality(project, llm.model_sha256, annotator.prompt_key)
-            loo = f"{report.calibration.loo_accuracy:8.3f}" if report.calibration else f"{'-':>8}"
+            uncalibrated = uncalibrated_quality(project, llm.model_sha256, annotator.prompt_key)
+            raw, contextual = uncalibrated or (calibrated, float("nan"))
+            fit = report.calibration
+            loo = f"{fit.loo_accuracy:8.3f}" if fit else f"{'-':>8}"
+            method = fit.method if fit else "-"
             reused = 1 - report.tokens_evaluated / max(report.tokens_in, 1)
-            asked = report.annotated
-            print(f"{name:8} {demos:5} {spec['metric']:8} {raw if raw is not None else calibrated:6.3f} "
-                  f"{calibrated if raw is not None else float('nan'):6.3f} {loo} "
+            print(f"{name:8} {demos:5} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
+                  f"{calibrated if uncalibrated else float('nan'):6.3f} {method:>16} {loo} "
                   f"{quality['parse_error_rate']:9.1%} {report.tokens_in:10d} {reused:6.1%} "
-                  f"{asked / report.seconds:6.2f} {report.seconds:7.0f}", flush=True)
+                  f"{report.annotated / report.seconds:6.2f} {report.seconds:7.0f}", flush=True)
             project.close()
     print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after bias calibration on the gold "
           "demo pool; NER has no label scores to calibrate)", file=sys.stderr)

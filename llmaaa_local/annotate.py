@@ -155,10 +155,11 @@ class Annotator:
     def fit_calibration(self, gold: Sequence[Example]) -> CalibrationFit:
         """Fit biases on the gold examples' stored scores, save, and re-label every annotation of this prompt."""
         labels = self.settings.label_names
-        scored = {eid: scores for _, eid, scores in self.store.scored_annotations(self.llm.model_sha256,
-                                                                                  self.prompt_key)}
-        pairs = [(scored[g.id], str(g.label)) for g in gold if g.id in scored and g.label is not None]
-        fitted = fit([scores for scores, _ in pairs], [label for _, label in pairs], labels)
+        scored = {eid: (scores, baseline) for _, eid, scores, baseline
+                  in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)}
+        known = [g for g in gold if g.id in scored and g.label is not None]
+        fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
+                     [scored[g.id][1] for g in known])
         self.calibration = fitted.calibration
         metrics = {"n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
                    "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy}
@@ -171,8 +172,9 @@ class Annotator:
     def recalibrate(self) -> None:
         assert self.calibration is not None
         updates = []
-        for annotation_id, _, scores in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key):
-            probabilities = self.calibration.probabilities(scores)
+        for annotation_id, _, scores, baseline in self.store.scored_annotations(self.llm.model_sha256,
+                                                                                self.prompt_key):
+            probabilities = self.calibration.probabilities(scores, baseline)
             label = max(probabilities, key=probabilities.__getitem__)
             updates.append((annotation_id, label, probabilities, probabilities[label]))
         self.store.update_calibrated(updates)
@@ -234,7 +236,7 @@ class Annotator:
             example_id=example.id, source=self.source, label=parsed.label, confidence=parsed.confidence,
             status=parsed.status, cache_key=key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,
             prompt_hash=request.key(), decoding=decoding, demo_ids=tuple(demo.id for demo in demos),
-            raw_output=_raw(response), scores=parsed.scores,
+            raw_output=_raw(response), scores=parsed.scores, baseline=parsed.baseline,
             calibrated=_probabilities(parsed, self.calibration), tokens_in=response.cost.tokens_in,
             tokens_evaluated=response.cost.tokens_evaluated, tokens_out=response.cost.tokens_out,
             seconds=response.cost.seconds, error=parsed.error, flags=flags or None, round_id=round_id,
@@ -245,9 +247,9 @@ class Annotator:
     def _calibrated(self, parsed: Parsed) -> Parsed:
         if parsed.scores is None or self.calibration is None:
             return parsed
-        probabilities = self.calibration.probabilities(parsed.scores)
+        probabilities = self.calibration.probabilities(parsed.scores, parsed.baseline)
         label = max(probabilities, key=probabilities.__getitem__)
-        return Parsed(label, probabilities[label], parsed.status, parsed.scores, parsed.error, parsed.dropped)
+        return replace(parsed, label=label, confidence=probabilities[label])
 
 
 def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
@@ -272,7 +274,7 @@ def _probabilities(parsed: Parsed, calibration: Calibration | None) -> dict[str,
     if parsed.scores is None:
         return None
     if calibration is not None:
-        return calibration.probabilities(parsed.scores)
+        return calibration.probabilities(parsed.scores, parsed.baseline)
     return Calibration.identity(list(parsed.scores)).probabilities(parsed.scores)
 
 
@@ -283,9 +285,13 @@ def _decoding(request: Request) -> dict[str, object]:
 
 
 def _raw(response: ScoreResponse | GenerateResponse) -> str:
+    """What the model said: generated text, or the label log-probs (and the content-free baseline's)."""
     if isinstance(response, GenerateResponse):
         return response.text
-    return json.dumps([round(x, 4) for x in response.logprobs])
+    raw = {"logprobs": [round(x, 5) for x in response.logprobs]}
+    if response.baseline is not None:
+        raw["baseline"] = [round(x, 5) for x in response.baseline]
+    return json.dumps(raw)
 
 
 def _digest(value: object) -> str:

@@ -21,13 +21,16 @@ class Calibration:
     labels: tuple[str, ...]
     bias: tuple[float, ...]
     temperature: float = 1.0
+    contextual: bool = False  # scores are taken relative to the content-free baseline of the same prompt
 
     @classmethod
     def identity(cls, labels: Sequence[str]) -> Calibration:
         return cls(tuple(labels), tuple(0.0 for _ in labels))
 
-    def probabilities(self, scores: Mapping[str, float]) -> dict[str, float]:
-        row = _log_softmax(np.array([[scores[label] for label in self.labels]]))[0]
+    def probabilities(self, scores: Mapping[str, float],
+                      baseline: Mapping[str, float] | None = None) -> dict[str, float]:
+        values = [scores[label] - (baseline[label] if self.contextual and baseline else 0.0) for label in self.labels]
+        row = _log_softmax(np.array([values]))[0]
         z = (row + np.array(self.bias)) / self.temperature
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -38,7 +41,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Calibration:
-        return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]))  # type: ignore[arg-type]
+        return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]),  # type: ignore[arg-type]
+                   bool(data.get("contextual", False)))
 
 
 @dataclass(frozen=True)
@@ -53,28 +57,37 @@ class CalibrationFit:
     method: str = "none"
 
 
-def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str]) -> CalibrationFit:
-    """Choose, by leave-one-out accuracy on gold, between log-loss biases (the label prior, preferred on ties),
-    biases tuned for accuracy, and no bias; then fit a temperature for the confidences."""
+def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str],
+        baselines: Sequence[Mapping[str, float] | None] | None = None) -> CalibrationFit:
+    """Choose by leave-one-out accuracy on gold: raw or contextual scores (relative to the content-free baseline,
+    when every row has one), then log-loss biases (the label prior), biases tuned for accuracy, or none; earlier
+    choices win ties. Then fit a temperature for the confidences."""
     if not rows:
         return CalibrationFit(Calibration.identity(labels), 0, 0.0, 0.0, 0.0)
-    scores = _log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float))
+    raw_scores = _log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float))
     y = np.array([list(labels).index(label) for label in gold])
-    raw = float(np.mean(scores.argmax(1) == y))
+    raw = float(np.mean(raw_scores.argmax(1) == y))
     if len(y) < 2:
         return CalibrationFit(Calibration.identity(labels), len(y), raw, raw, raw)
+    variants = {"raw": raw_scores}
+    if baselines is not None and all(base is not None for base in baselines):
+        relative = [[row[label] - base[label] for label in labels]  # type: ignore[index]
+                    for row, base in zip(rows, baselines, strict=True)]
+        variants = {"contextual": _log_softmax(np.array(relative, dtype=float)), "raw": raw_scores}
     methods = {"prior": _prior_bias, "accuracy": _fit_bias, "none": _no_bias}
-    loo = {name: _leave_one_out(method, scores, y) for name, method in methods.items()}
-    method = max(methods, key=lambda name: loo[name])  # dicts keep order: the first listed wins ties
+    loo = {(variant, name): _leave_one_out(method, variants[variant], y)
+           for name, method in methods.items() for variant in variants}
+    variant, method = max(loo, key=lambda key: loo[key])  # dicts keep order: the first listed wins ties
+    scores = variants[variant]
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
     return CalibrationFit(
-        Calibration(tuple(labels), tuple(float(b) for b in bias), temperature),
+        Calibration(tuple(labels), tuple(float(b) for b in bias), temperature, contextual=variant == "contextual"),
         n=len(y),
         raw_accuracy=raw,
         calibrated_accuracy=float(np.mean((scores + bias).argmax(1) == y)),
-        loo_accuracy=loo[method],
-        method=method,
+        loo_accuracy=loo[(variant, method)],
+        method=f"{variant}+{method}",
     )
 
 

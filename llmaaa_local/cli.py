@@ -21,12 +21,14 @@ from .config import (
     ProjectSettings,
     PromptSettings,
     TeacherSettings,
+    TrainConfig,
     parse_labels,
     read_labels_file,
 )
 from .errors import LlmaaaError
 from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
 from .project import LABEL_SOURCES, ImportReport, Project
+from .strategies import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -179,6 +181,29 @@ def status(obj: Context, as_json: bool) -> None:
     click.echo(f"LLM      {counts['annotations']} annotations, {counts['parse_errors']} parse errors, "
                f"{cost['tokens_in']} prompt tokens ({cost['tokens_evaluated']} evaluated), "
                f"{cost['tokens_out']} generated, {cost['seconds']:.1f}s")
+    for name, curve in info["loops"].items():
+        click.echo(f"\nactive-learning loop {name!r}:")
+        click.echo(learning_curve_text(curve))
+
+
+def learning_curve_text(curve: list[dict[str, Any]]) -> str:
+    """The loop's rounds as a table and a terminal plot (LLM label quality and student quality)."""
+    from .charts import line_plot
+
+    if not curve:
+        return "  no finished round yet"
+    metric = next((key for key in ("f1", "accuracy") if key in curve[-1]["student"]), None)
+    lines = [f"  {'round':>5} {'labeled':>7} {'LLM ' + (metric or ''):>12} {'student ' + (metric or ''):>16} "
+             f"{'seconds':>8}"]
+    for row in curve:
+        llm, student = row["llm"].get(metric), row["student"].get(metric)
+        lines.append(f"  {row['round']:>5} {row['labeled']:>7} {'-' if llm is None else f'{llm:.4f}':>12} "
+                     f"{'-' if student is None else f'{student:.4f}':>16} {row['seconds']:>8.0f}")
+    if metric:
+        series = {f"student {metric}": [(r["labeled"], r["student"][metric]) for r in curve if metric in r["student"]],
+                  f"LLM labels {metric}": [(r["labeled"], r["llm"][metric]) for r in curve if metric in r["llm"]]}
+        lines.append(line_plot(series, y_label=metric))
+    return "\n".join(lines)
 
 
 @main.command(name="export-labels")
@@ -313,37 +338,98 @@ def evaluate(obj: Context, split: str | None, source: str, as_json: bool) -> Non
         click.echo(f"{'LLM-student agreement':24} pool  n={shared['n']:<6} {shared['rate']:.1%}")
 
 
+# --- active learning -------------------------------------------------------------------------------------------
+
+
+def student_options(command: F) -> F:
+    """Options of the student trainer, shared by `train` and `run`."""
+    options = [
+        click.option("--student", default=DEFAULT_STUDENT, show_default=True,
+                     help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id."),
+        click.option("--epochs", type=int, default=10, show_default=True, help="Most epochs (early stopping)."),
+        click.option("--batch-size", type=int, default=16, show_default=True),
+        click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate."),
+        click.option("--max-length", type=int, default=256, show_default=True,
+                     help="Longest input in sub-word tokens."),
+        click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                     help="Discard LLM labels below this calibrated confidence."),
+        click.option("--no-confidence-weights", is_flag=True, help="Weight every LLM label equally."),
+        click.option("--reweight", is_flag=True, help="Learned example reweighting on the gold demo pool (LLMaAA)."),
+        click.option("--train-threads", type=int, default=None, help="CPU threads for training [default: all]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def train_config(student: str, epochs: int, batch_size: int, lr: float, max_length: int, min_confidence: float,
+                 no_confidence_weights: bool, reweight: bool, train_threads: int | None, **extra: Any) -> TrainConfig:
+    return TrainConfig(student=student, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                       max_length=max_length, min_confidence=min_confidence,
+                       confidence_weights=not no_confidence_weights, reweight=reweight, threads=train_threads,
+                       **extra)
+
+
+@main.command()
+@click.option("--name", default="default", show_default=True, help="Loop name (several loops can share a project).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="entropy", show_default=True)
+@click.option("--seed-size", type=int, default=50, show_default=True, help="Random seed batch.")
+@click.option("--per-round", type=int, default=50, show_default=True, help="Batch per round (the quadratic unit).")
+@click.option("--rounds", type=int, default=None, help="Rounds after the seed round.")
+@click.option("--budget", type=int, default=None, help="Total LLM annotations [default: 500 unless --rounds].")
+@click.option("--schedule", type=click.Choice(["fixed", "quadratic"]), default="fixed", show_default=True)
+@click.option("--aggregate", type=click.Choice(["mean", "sum"]), default="mean", show_default=True,
+              help="NER: how token uncertainties add up per sentence.")
+@click.option("--cost-aware", is_flag=True, help="Divide uncertainty by each example's predicted LLM seconds.")
+@click.option("--candidates", type=int, default=2000, show_default=True,
+              help="Pool examples scored per round (a seeded random subset; 0: all).")
+@click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
+@student_options
+@teacher_options
+@click.pass_obj
+@friendly
+def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, rounds: int | None,
+        budget: int | None, schedule: str, aggregate: str, cost_aware: bool, candidates: int, embedder: str,
+        **options: Any) -> None:
+    """Run the LLMaAA active-learning loop within an annotation budget (resumable)."""
+    from .annotate import Annotator, load_embedder, load_teacher
+    from .loop import ActiveLearningLoop, LoopConfig, learning_curve
+
+    teacher = teacher_settings(**{key: options.pop(key) for key in
+                                  ("model", "n_ctx", "threads", "n_gpu_layers", "chat_template", "seed")})
+    training = train_config(**options, seed=teacher.seed)
+    config = LoopConfig(name=name, strategy=strategy, seed_size=seed_size, per_round=per_round, rounds=rounds,
+                        budget=budget if budget is not None or rounds is not None else 500,
+                        schedule=schedule, aggregate=aggregate, cost_aware=cost_aware,  # type: ignore[arg-type]
+                        candidates=candidates or None, seed=teacher.seed, train=training)
+    with obj.open() as project:
+        needs_embedder = project.settings.prompt.demos == "knn" and project.status()["counts"]["demo"] > 0
+        embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
+        annotator = Annotator(project, load_teacher(teacher, obj.models_dir), embed)
+        loop = ActiveLearningLoop(project, config, annotator, obj.models_dir,
+                                  lambda event: click.echo(f"round {event.round}/{event.rounds - 1}: {event.stage} "
+                                                           f"{event.detail}", err=True))
+        curve = learning_curve(loop.run())
+    click.echo(learning_curve_text(curve))
+
+
 # --- student -------------------------------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--student", default=DEFAULT_STUDENT, show_default=True,
-              help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id.")
 @click.option("--data", type=click.Choice(["llm", "gold", "combined"]), default="llm", show_default=True,
               help="llm: LLM labels; gold: gold demo labels; combined: LLM labels, then gold (LlamBERT).")
 @click.option("--source", default="", help="LLM labels from one source (e.g. import:gpt4) or a family ending in "
               "':' [default: the newest label of any source].")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Most epochs (early stopping on gold).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate.")
-@click.option("--max-length", type=int, default=256, show_default=True, help="Longest input in sub-word tokens.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Discard LLM labels below this calibrated confidence.")
-@click.option("--no-confidence-weights", is_flag=True, help="Weight every LLM label equally.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
+@student_options
 @click.pass_obj
 @friendly
-def train(obj: Context, student: str, data: str, source: str, epochs: int, batch_size: int, lr: float,
-          max_length: int, min_confidence: float, no_confidence_weights: bool, seed: int,
-          threads: int | None) -> None:
+def train(obj: Context, data: str, source: str, seed: int, **options: Any) -> None:
     """Fine-tune the student on LLM and/or gold labels (checkpoint saved as safetensors)."""
-    from .student import TrainConfig, Trainer
+    from .student import Trainer
 
-    config = TrainConfig(student=student, data=data, source=source, epochs=epochs,  # type: ignore[arg-type]
-                         batch_size=batch_size, learning_rate=lr, max_length=max_length,
-                         min_confidence=min_confidence, confidence_weights=not no_confidence_weights, seed=seed,
-                         threads=threads)
+    config = train_config(**options, data=data, source=source, seed=seed)
     with obj.open() as project, training_progress() as update:
         report = Trainer(project, config, obj.models_dir, update).run()
     click.echo(f"student run {report.run_id}: trained on {report.trained_on} examples ({report.discarded} LLM labels "
@@ -417,6 +503,52 @@ def label(obj: Context, precision: str, threads: int | None) -> None:
 
         report = label_corpus(project, int8, threads, on_progress=update)
     click.echo(f"{report.labeled} examples labeled, {report.skipped} already labeled, {report.seconds:.1f}s")
+
+
+# --- review ----------------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("example_id", required=False)
+@click.option("--accept", type=click.Choice(["llm", "student"]), default=None, help="Accept that label.")
+@click.option("--label", "typed", default=None, help="The right label (NER: JSON list of tags or spans).")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many queue items to list.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Labels below this confidence join the queue even when LLM and student agree.")
+@click.pass_obj
+@friendly
+def review(obj: Context, example_id: str | None, accept: str | None, typed: str | None, limit: int,
+           min_confidence: float) -> None:
+    """List the review queue (LLM-student disagreements, unsure labels), or decide one EXAMPLE_ID."""
+    from .review import decide, review_queue
+
+    with obj.open() as project:
+        queue = review_queue(project, limit=10**6 if example_id else limit, min_confidence=min_confidence)
+        if example_id is None:
+            for item in queue:
+                click.echo(f"{item.example.id:16} {item.reason:8} LLM {_short(item.llm_label, item.llm_confidence):22} "
+                           f"student {_short(item.student_label, item.student_confidence):22} "
+                           f"{item.example.text[:60]!r}")
+            click.echo(f"{len(queue)} shown; decide with `llmaaa-local review ID --accept llm|student` or --label")
+            return
+        chosen = next((entry for entry in queue if entry.example.id == example_id), None)
+        if chosen is None:
+            raise LlmaaaError(f"example {example_id!r} is not in the review queue")
+        if (accept is None) == (typed is None):
+            raise LlmaaaError("give exactly one of --accept llm|student or --label")
+        value: object = typed
+        if typed is not None and project.settings.task == "ner":
+            try:
+                value = json.loads(typed)
+            except json.JSONDecodeError as error:
+                raise LlmaaaError(f"--label for NER must be JSON (tags or spans): {error}") from None
+        label = decide(project, chosen, accept or "typed", value)  # type: ignore[arg-type]
+    click.echo(f"{example_id}: gold label {label} (added to the demo pool)")
+
+
+def _short(label: object, confidence: float | None) -> str:
+    text = "-" if label is None else str(label)
+    return f"{text[:14]} ({confidence:.2f})" if confidence is not None else text[:22]
 
 
 # --- models ------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Split = Literal["pool", "demo", "dev", "test"]
 SPLITS: tuple[Split, ...] = get_args(Split)
 GOLD_SPLITS: tuple[Split, ...] = ("demo", "dev", "test")
 DemoMode = Literal["knn", "random", "none"]
+DataMode = Literal["llm", "gold", "combined"]
 DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
 
 # Names may hold commas and parentheses (SemEval's "Cause-Effect(e1,e2)"), not whitespace.
@@ -57,6 +58,7 @@ class PromptSettings:
     k: int = 4
     max_chars: int = 4000  # longer texts are cut at a word boundary and the annotation flagged
     demo_max_chars: int = 500  # demonstrations are cut shorter: they are repeated in every prompt
+    content_free: bool = True  # label scores relative to a content-free input with the same demonstrations
 
     def __post_init__(self) -> None:
         if self.max_chars < 100 or self.demo_max_chars < 50:
@@ -161,3 +163,39 @@ class TeacherSettings:
             raise LlmaaaError("--threads must be at least 1")
         if self.n_gpu_layers < -1:
             raise LlmaaaError("--n-gpu-layers must be -1 (all), 0 (CPU only) or a layer count")
+
+
+DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a student is trained; `data`: LLM labels, gold labels, or LLM then gold (LlamBERT's combined)."""
+
+    student: str = "minilm-l6"
+    data: DataMode = "llm"
+    source: str = ""  # LLM labels from one source, or a family ending in ':' ("" = the newest of any source)
+    epochs: int = 10
+    patience: int = 2
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    max_length: int = 256
+    confidence_weights: bool = True
+    min_confidence: float = 0.0
+    seed: int = 0
+    threads: int | None = None
+    examples: tuple[str, ...] | None = None  # restrict LLM-labeled training data to these ids (active learning)
+    reweight: bool = False  # learned example weights from a virtual step checked on gold (LLMaAA)
+    round_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_MODES:
+            raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise LlmaaaError("epochs, batch size and patience must be at least 1")
+        if not 0 < self.learning_rate < 1:
+            raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")
+        if not 16 <= self.max_length <= 4096:
+            raise LlmaaaError(f"--max-length {self.max_length} is out of range: use 16 to 4096")
+        if not 0 <= self.min_confidence <= 1:
+            raise LlmaaaError("--min-confidence must be in 0..1")

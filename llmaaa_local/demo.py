@@ -9,9 +9,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import LabelInfo, ProjectSettings, TeacherSettings
+from .config import LabelInfo, ProjectSettings, TeacherSettings, TrainConfig
 from .errors import LlmaaaError
-from .evaluate import evaluate_llm
+from .evaluate import evaluate, evaluate_llm
 from .models import DEFAULT_STUDENT, REGISTRY, pull
 from .project import Project
 
@@ -39,12 +39,16 @@ def fresh_directory(directory: Path) -> None:
 
 
 DEMO_ANNOTATIONS = 120
+DEMO_EPOCHS = 8
 
 
 def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = print,
              teacher: TeacherSettings | None = None) -> dict[str, Any]:
     """Create the demo project, import, pull missing default models, annotate with kNN demos, evaluate."""
     from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+    from .export import ExportConfig, export_student
+    from .labeler import label_corpus
+    from .student import Trainer
 
     teacher = teacher or TeacherSettings()
     fresh_directory(directory)
@@ -72,6 +76,20 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
         quality = evaluate_llm(project, "pool")["llm"]
         log(f"4. LLM labels vs the hidden reference labels: accuracy {quality['accuracy']:.1%} on {quality['n']} "
             "reviews")
+        trained = Trainer(project, TrainConfig(student=DEFAULT_STUDENT, epochs=DEMO_EPOCHS), models_dir).run()
+        log(f"5. the student ({DEFAULT_STUDENT}) trained on {trained.trained_on} LLM labels in "
+            f"{trained.seconds:.0f}s (best epoch {trained.best_epoch})")
+        exported = export_student(project, ExportConfig())
+        int8 = exported.parity["onnx-int8"]
+        log(f"6. exported to ONNX and int8 in {exported.seconds:.0f}s; int8 agrees with PyTorch on "
+            f"{int8['agreement']:.0%} of {int8['n']} held-out reviews")
+        labeled = label_corpus(project)
+        log(f"7. the int8 student labeled all {labeled.labeled} reviews in {labeled.seconds:.1f}s")
+        scores = evaluate(project)
+        student = scores["student"]
+        log(f"8. on the {student['n']} gold test reviews the student scores accuracy {student['accuracy']:.1%}; it "
+            f"agrees with the LLM on {scores['agreement']['rate']:.0%} of the annotated pool")
         status = project.status()
-    log("5. status: " + json.dumps(status["counts"]))
-    return {"status": status, "llm": quality}
+    log("9. status: " + json.dumps(status["counts"]))
+    log(f"   next: `llmaaa-local --project {directory} export-labels labels.csv` or `... tui`")
+    return {"status": status, **scores}

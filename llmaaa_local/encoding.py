@@ -103,9 +103,10 @@ class InputEncoder:
         """Relations: cut a long input around the two mentions so both markers stay inside."""
         if len(ids) <= self.spec.max_length:
             return ids
-        positions = [ids.index(marker) for marker in self.marker_ids if marker in ids]
-        start = max(1, min(min(positions), max(positions) + 2 - (self.spec.max_length - 2)))
-        return [ids[0], *ids[start : start + self.spec.max_length - 2], ids[-1]]
+        inner, room = ids[1:-1], self.spec.max_length - 2  # keep the first and last special tokens
+        positions = [inner.index(marker) for marker in self.marker_ids if marker in inner]
+        start = max(0, min(min(positions), max(positions) + 1 - (room - 1), len(inner) - room))
+        return [ids[0], *inner[start : start + room], ids[-1]]
 
     def batch(self, encoded: Sequence[Encoded]) -> dict[str, np.ndarray]:
         """Pad to the longest in the batch: input_ids, attention_mask (+ marker positions for relations)."""

@@ -26,7 +26,7 @@ def evaluate(project: Project, split: str | None = None, source: str = "") -> di
     if artifact_id is not None:
         counts = store.split_counts()
         student_split = check_split(split or ("test" if counts["test"] else "pool"))
-        predicted = {eid: label for eid, (label, _) in store.predictions(artifact_id, student_split).items()}
+        predicted = {eid: label for eid, (label, _, _) in store.predictions(artifact_id, student_split).items()}
         references = store.reference_labels(student_split)
         if references:
             result["student"] = _scores(project, student_split, references, predicted, "student")

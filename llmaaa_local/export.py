@@ -22,6 +22,7 @@ from .labeler import OnnxStudent
 from .models import sha256_file
 from .project import Project
 from .records import Example, Label
+from .spans import spans_to_tags
 
 EXPORT_TASKS = {"classify": "text-classification", "ner": "token-classification", "re": "feature-extraction"}
 FP32_FILE = "model_optimized.onnx"
@@ -38,6 +39,12 @@ class ExportConfig:
     int8_min_agreement: float = 0.95
     int8_max_difference: float = 0.25
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.parity_examples < 1:
+            raise LlmaaaError("the parity check needs at least one example")
+        if not 0 <= self.int8_min_agreement <= 1 or self.fp32_max_difference < 0 or self.int8_max_difference < 0:
+            raise LlmaaaError("parity limits: agreement in 0..1, differences 0 or more")
 
 
 @dataclass(frozen=True)
@@ -59,15 +66,19 @@ def export_student(project: Project, config: ExportConfig, run_id: int | None = 
     source = Path(checkpoint["path"])
     spec = StudentSpec.load(source)
     folder = project.artifacts / "onnx" / f"run-{checkpoint['run_id']:04d}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    _export(source, folder, spec)
+    staging = folder.with_name(folder.name + ".partial")  # a failed export leaves the registered one intact
+    if staging.exists():
+        shutil.rmtree(staging)
+    _export(source, staging, spec, config.int8)
     files = {"onnx": FP32_FILE, **({"onnx-int8": INT8_FILE} if config.int8 else {})}
     examples = _held_out(project, config.parity_examples)
     reference = _torch_predictions(source, examples)
-    parity = {kind: _parity(reference, OnnxStudent(folder, name, config.threads).predict(examples))
+    parity = {kind: _parity(spec, examples, reference, OnnxStudent(staging, name, config.threads).predict(examples))
               for kind, name in files.items()}
     _check(parity, config)
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.replace(folder)
     ids = {}
     with store.transaction():
         for kind, name in files.items():
@@ -76,7 +87,7 @@ def export_student(project: Project, config: ExportConfig, run_id: int | None = 
     return ExportReport(folder, ids, parity, time.perf_counter() - started)
 
 
-def _export(source: Path, folder: Path, spec: StudentSpec) -> None:
+def _export(source: Path, folder: Path, spec: StudentSpec, int8: bool) -> None:
     from optimum.exporters.onnx import main_export
     from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig, OptimizationConfig
@@ -89,8 +100,9 @@ def _export(source: Path, folder: Path, spec: StudentSpec) -> None:
             OptimizationConfig(optimization_level=2), save_dir=str(folder))
         # int8 from the plain export: the quantizer cannot type the fused ops of the optimised graph; ONNX Runtime
         # applies its graph optimisations to the quantised model when it loads it.
-        ORTQuantizer.from_pretrained(str(raw), file_name="model.onnx").quantize(
-            _quantization_config(AutoQuantizationConfig), save_dir=str(folder))
+        if int8:
+            ORTQuantizer.from_pretrained(str(raw), file_name="model.onnx").quantize(
+                _quantization_config(AutoQuantizationConfig), save_dir=str(folder))
     for name in ("tokenizer.json", SPEC_FILE, RELATION_HEAD):
         if (source / name).exists():
             shutil.copy2(source / name, folder / name)
@@ -126,14 +138,24 @@ def _torch_predictions(source: Path, examples: list[Example]) -> list[tuple[Labe
     return predict(model, encoder, examples)
 
 
-def _parity(reference: list[tuple[Label, dict[str, float] | None, float]],
+def _parity(spec: StudentSpec, examples: list[Example], reference: list[tuple[Label, dict[str, float] | None, float]],
             exported: list[tuple[Label, dict[str, float] | None, float]]) -> dict[str, float]:
-    agree = [a[0] == b[0] for a, b in zip(reference, exported, strict=True)]
+    """Agreement of the predicted labels (NER: of the words' tags) and the largest probability difference."""
+    if spec.task == "ner":
+        agree = [tag_a == tag_b
+                 for e, a, b in zip(examples, reference, exported, strict=True)
+                 for tag_a, tag_b in zip(_tags(e, a[0]), _tags(e, b[0]), strict=True)]
+    else:
+        agree = [a[0] == b[0] for a, b in zip(reference, exported, strict=True)]
     differences = [abs(a[2] - b[2]) for a, b in zip(reference, exported, strict=True)]
     for (_, p, _), (_, q, _) in zip(reference, exported, strict=True):
         if p is not None and q is not None:
             differences.append(max(abs(p[k] - q[k]) for k in p))
-    return {"n": len(agree), "agreement": float(np.mean(agree)), "max_difference": float(max(differences))}
+    return {"n": len(examples), "agreement": float(np.mean(agree)), "max_difference": float(max(differences))}
+
+
+def _tags(example: Example, label: Label) -> list[str]:
+    return spans_to_tags(label if isinstance(label, tuple) else (), len(example.tokens or ()))
 
 
 def _check(parity: dict[str, dict[str, float]], config: ExportConfig) -> None:

@@ -336,6 +336,7 @@ class LabeledRow:
     label: Label
     source: str
     confidence: float | None
+    probabilities: dict[str, float] | None = None  # per label, where the source gives them (the student)
 
 
 def write_labeled(path: Path, task: TaskName, rows: Iterable[LabeledRow], fmt: str | None = None) -> int:
@@ -396,6 +397,8 @@ def _json_record(task: TaskName, row: LabeledRow) -> dict[str, Any]:
         record["label"] = row.label
     record["label_source"] = row.source
     record["confidence"] = None if row.confidence is None else round(row.confidence, 4)
+    if row.probabilities is not None:
+        record["probabilities"] = {label: round(p, 4) for label, p in row.probabilities.items()}
     return record
 
 

@@ -29,16 +29,28 @@ class Prompt:
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """Score each candidate answer: the log-probability of its full token sequence after the prompt."""
+    """Score each candidate answer: the log-probability of its full token sequence after the prompt.
+
+    With a `baseline` (the same prompt with a content-free input such as "N/A") the candidates are scored there
+    too, right after the prompt, so the KV cache holds everything but the last few tokens (contextual calibration).
+    """
 
     prompt: Prompt
     candidates: tuple[str, ...]
+    baseline: Prompt | None = None
 
     def key(self) -> str:
-        return _digest(["score", self.prompt.key(), list(self.candidates)])
+        baseline = self.baseline.key() if self.baseline else None
+        return _digest(["score", self.prompt.key(), list(self.candidates), baseline])
 
     def run(self, llm: LLM) -> ScoreResponse:
-        return llm.score(self.prompt, self.candidates)
+        main = llm.score(self.prompt, self.candidates)
+        if self.baseline is None:
+            return main
+        base = llm.score(self.baseline, self.candidates)
+        cost = Cost(main.cost.tokens_in + base.cost.tokens_in, main.cost.tokens_evaluated + base.cost.tokens_evaluated,
+                    0, main.cost.seconds + base.cost.seconds)
+        return ScoreResponse(main.logprobs, cost, baseline=base.logprobs)
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,7 @@ class Cost:
 class ScoreResponse:
     logprobs: tuple[float, ...]  # one per candidate, summed over its tokens
     cost: Cost
-    text: str = ""  # the rendered prompt, for inspection
+    baseline: tuple[float, ...] | None = None  # the same candidates after a content-free input
 
 
 @dataclass(frozen=True)

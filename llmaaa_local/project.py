@@ -156,6 +156,10 @@ class Project:
         annotations = self.store.annotation_counts()
         counts = {**self.store.split_counts(), "annotations": annotations.pop("annotations"),
                   "parse_errors": annotations.pop("parse_errors")}
+        from .loop import learning_curve
+
+        loops = {name: learning_curve(self.store.rounds(name)) for name in self.store.loops()}
+        main_loop = "default" if "default" in loops else next(reversed(loops), None)
         return {
             "project": str(self.root),
             "task": settings.task,
@@ -163,27 +167,27 @@ class Project:
             "no_relation": settings.no_relation,
             "counts": counts,
             "cost": annotations,
+            "rounds": loops[main_loop] if main_loop else [],
+            "loops": loops,
         }
 
     def labeled_rows(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,
                      ) -> Iterator[LabeledRow]:
         """Every example that has a label from `sources` (first source wins) at or above `min_confidence`."""
         _check_sources(sources, min_confidence)
-        found_by: dict[str, dict[str, tuple[Label, float | None, str]]] = {"llm": {}, "student": {}}
+        found_by: dict[str, dict[str, LabeledRow]] = {"llm": {}, "student": {}}
         if "llm" in sources:
-            found_by["llm"] = {eid: (label, conf, src) for eid, label, conf, src in self.store.latest_labels()}
+            found_by["llm"] = {eid: LabeledRow(_NO_EXAMPLE, label, src, conf)
+                               for eid, label, conf, src in self.store.latest_labels()}
         artifact = self.store.labeled_artifact() if "student" in sources else None
         if artifact is not None:
-            found_by["student"] = {eid: (label, conf, f"student:{artifact}")
-                                   for eid, (label, conf) in self.store.predictions(artifact).items()}
+            found_by["student"] = {eid: LabeledRow(_NO_EXAMPLE, label, f"student:{artifact}", conf, probs)
+                                   for eid, (label, conf, probs) in self.store.predictions(artifact).items()}
         for example in self.store.examples():
             for source in sources:
                 found = _label_from(source, example, found_by)
-                if found is None:
-                    continue
-                label, confidence, name = found
-                if confidence is None or confidence >= min_confidence:
-                    yield LabeledRow(example, label, name, confidence)
+                if found is not None and (found.confidence is None or found.confidence >= min_confidence):
+                    yield replace(found, example=example)
                     break
 
     def export_labels(self, path: Path, fmt: str | None = None, sources: Sequence[str] = LABEL_SOURCES,
@@ -301,10 +305,12 @@ def _check_sources(sources: Sequence[str], min_confidence: float) -> None:
         raise LlmaaaError(f"--min-confidence {min_confidence} is outside 0..1")
 
 
-def _label_from(source: str, example: Example, found_by: dict[str, dict[str, tuple[Label, float | None, str]]],
-                ) -> tuple[Label, float | None, str] | None:
+_NO_EXAMPLE = Example("", "")  # placeholder until the row meets its example
+
+
+def _label_from(source: str, example: Example, found_by: dict[str, dict[str, LabeledRow]]) -> LabeledRow | None:
     if source == "gold":
-        return (example.label, None, "gold") if example.label is not None else None
+        return LabeledRow(example, example.label, "gold", None) if example.label is not None else None
     return found_by[source].get(example.id)
 
 

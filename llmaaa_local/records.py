@@ -100,6 +100,7 @@ class Annotation:
     demo_ids: tuple[str, ...] = ()
     raw_output: str | None = None
     scores: dict[str, float] | None = None  # raw per-label log-probabilities
+    baseline: dict[str, float] | None = None  # the same after a content-free input (contextual calibration)
     calibrated: dict[str, float] | None = None  # calibrated per-label probabilities
     tokens_in: int = 0
     tokens_evaluated: int = 0
@@ -118,7 +119,8 @@ class Annotation:
             "confidence": self.confidence, "status": self.status, "cache_key": self.cache_key,
             "model_sha256": self.model_sha256, "prompt_key": self.prompt_key, "prompt_hash": self.prompt_hash,
             "decoding": encoded(self.decoding), "demo_ids": encoded(list(self.demo_ids)),
-            "raw_output": self.raw_output, "scores": encoded(self.scores), "calibrated": encoded(self.calibrated),
+            "raw_output": self.raw_output, "scores": encoded(self.scores), "baseline": encoded(self.baseline),
+            "calibrated": encoded(self.calibrated),
             "tokens_in": self.tokens_in, "tokens_evaluated": self.tokens_evaluated, "tokens_out": self.tokens_out,
             "seconds": round(self.seconds, 4), "error": self.error or None, "flags": encoded(self.flags),
             "round_id": self.round_id,

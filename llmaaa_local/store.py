@@ -90,6 +90,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             raw_output TEXT,
             label TEXT,
             scores TEXT,
+            baseline TEXT,
             calibrated TEXT,
             confidence REAL,
             tokens_in INTEGER NOT NULL DEFAULT 0,
@@ -160,6 +161,25 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             payload TEXT NOT NULL,
             created_at TEXT NOT NULL
         );
+        """
+    )
+
+
+@migrations()
+def m002_reviews(db: sqlite_utils.Database) -> None:
+    """Human review decisions (the review queue); each correction also makes its example gold."""
+    db.executescript(
+        """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples (id) ON DELETE CASCADE,
+            decision TEXT NOT NULL CHECK (decision IN ('llm', 'student', 'typed')),
+            label TEXT NOT NULL,
+            llm_label TEXT,
+            student_label TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_example ON reviews (example_id);
         """
     )
 
@@ -385,14 +405,16 @@ class Store:
             added += cursor.rowcount
         return added
 
-    def scored_annotations(self, model_sha256: str, prompt_key: str) -> list[tuple[int, str, dict[str, float]]]:
-        """(annotation id, example id, raw per-label scores) of every scored annotation made under one prompt."""
+    def scored_annotations(self, model_sha256: str, prompt_key: str,
+                           ) -> list[tuple[int, str, dict[str, float], dict[str, float] | None]]:
+        """(annotation id, example id, raw per-label scores, content-free baseline scores) of every scored
+        annotation made under one prompt."""
         rows = self.db.execute(
-            "SELECT id, example_id, scores FROM annotations WHERE model_sha256 = ? AND prompt_key = ? "
+            "SELECT id, example_id, scores, baseline FROM annotations WHERE model_sha256 = ? AND prompt_key = ? "
             "AND scores IS NOT NULL ORDER BY id",
             [model_sha256, prompt_key],
         )
-        return [(row[0], row[1], json.loads(row[2])) for row in rows]
+        return [(row[0], row[1], json.loads(row[2]), json.loads(row[3]) if row[3] else None) for row in rows]
 
     def update_calibrated(self, updates: Sequence[tuple[int, str, dict[str, float], float]]) -> None:
         """Set (annotation id, label, calibrated probabilities, confidence) after a new calibration."""
@@ -472,6 +494,52 @@ class Store:
         keys = ("id", "student", "data_mode", "status", "metrics", "round_id", "started_at", "finished_at")
         return [{**dict(zip(keys, row, strict=True)), "metrics": json.loads(row[4] or "{}")} for row in rows]
 
+    # active-learning rounds -------------------------------------------------------------------------------------
+
+    def rounds(self, loop: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, round, strategy, selected, status, llm, student, cost, seconds, started_at, finished_at "
+            "FROM rounds WHERE loop = ? ORDER BY round", [loop])
+        keys = ("id", "round", "strategy", "selected", "status", "llm", "student", "cost", "seconds", "started_at",
+                "finished_at")
+        result = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            for name in ("selected", "llm", "student", "cost"):
+                item[name] = json.loads(item[name]) if item[name] else None
+            result.append(item)
+        return result
+
+    def loops(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT DISTINCT loop FROM rounds ORDER BY loop")]
+
+    def start_round(self, loop: str, number: int, strategy: str, config: dict[str, Any],
+                    selected: Sequence[str]) -> None:
+        with self.db.atomic():
+            self._insert_round(loop, number, strategy, config, selected)
+
+    def _insert_round(self, loop: str, number: int, strategy: str, config: dict[str, Any],
+                      selected: Sequence[str]) -> None:
+        self.db.execute(
+            "INSERT INTO rounds (loop, round, strategy, config, selected, status, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'selected', ?)",
+            [loop, number, strategy, _json(config), json.dumps(list(selected)), now()])
+
+    def update_round(self, round_id: int, status: str, seconds: float, **fields: Any) -> None:
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self.db.atomic():
+            self.db.execute(f"UPDATE rounds SET status = ?, seconds = ?{', ' + sets if sets else ''} WHERE id = ?",
+                            [status, round(seconds, 3), *(_json(v) for v in fields.values()), round_id])
+
+    def finish_round(self, round_id: int, seconds: float, loop: str, next_number: int, strategy: str,
+                     config: dict[str, Any], next_selected: Sequence[str]) -> None:
+        """Close a round and store the next round's selection in one transaction."""
+        with self.db.atomic():
+            self.db.execute("UPDATE rounds SET status = 'done', seconds = ?, finished_at = ? WHERE id = ?",
+                            [round(seconds, 3), now(), round_id])
+            if next_selected:
+                self._insert_round(loop, next_number, strategy, config, next_selected)
+
     # predictions ------------------------------------------------------------------------------------------------
 
     def predicted_ids(self, artifact_id: int) -> set[str]:
@@ -488,17 +556,37 @@ class Store:
                  for eid, label, probs, conf in rows])
 
     def predictions(self, artifact_id: int, split: Split | None = None,
-                    ) -> dict[str, tuple[Label, float | None]]:
+                    ) -> dict[str, tuple[Label, float | None, dict[str, float] | None]]:
+        """example id -> (label, confidence, per-label probabilities) of one labeling run."""
         clause = "AND example_id IN (SELECT id FROM examples WHERE split = ?)" if split else ""
         rows = self.db.execute(
-            f"SELECT example_id, label, confidence FROM predictions WHERE artifact_id = ? {clause}",
+            f"SELECT example_id, label, confidence, probs FROM predictions WHERE artifact_id = ? {clause}",
             [artifact_id, *([split] if split else [])])
-        return {row[0]: (label_from_json(row[1]), row[2]) for row in rows}  # type: ignore[misc]
+        return {row[0]: (label_from_json(row[1]), row[2], json.loads(row[3]) if row[3] else None)  # type: ignore[misc]
+                for row in rows}
 
     def labeled_artifact(self) -> int | None:
         """The newest exported student that has labeled examples."""
         row = self.db.execute("SELECT MAX(artifact_id) FROM predictions").fetchone()
         return None if row[0] is None else int(row[0])
+
+    def record_review(self, example_id: str, decision: str, label: Label, llm_label: Label | None,
+                      student_label: Label | None) -> None:
+        """A human decision: the example becomes gold in the demo pool and the decision is kept."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE examples SET split = 'demo', gold = ? WHERE id = ?", [label_to_json(label), example_id])
+            self.db.execute(
+                "INSERT INTO reviews (example_id, decision, label, llm_label, student_label, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [example_id, decision, label_to_json(label), label_to_json(llm_label), label_to_json(student_label),
+                 now()])
+
+    def review_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT decision, COUNT(*) FROM reviews GROUP BY decision")
+        counts = {"llm": 0, "student": 0, "typed": 0}
+        counts.update({row[0]: row[1] for row in rows})
+        return counts
 
     def example_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])

@@ -7,60 +7,26 @@ classifier over the encoder states at the [E1] and [E2] markers.
 from __future__ import annotations
 
 import copy
-import os
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
+from .config import TrainConfig
 from .encoding import MARKERS, RELATION_HEAD, Encoded, InputEncoder, StudentSpec, bio_labels, decode
 from .errors import LlmaaaError
-from .models import DEFAULT_STUDENT, resolve, sha256_file
+from .models import resolve, sha256_file
 from .project import Project
 from .records import Example, Label
 from .tasks import task_for
-
-DataMode = Literal["llm", "gold", "combined"]
-DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a student is trained; `data`: LLM labels, gold labels, or LLM then gold (LlamBERT's combined)."""
-
-    student: str = DEFAULT_STUDENT
-    data: DataMode = "llm"
-    source: str = ""  # LLM labels from one source, or a family ending in ':' ("" = the newest of any source)
-    epochs: int = 10
-    patience: int = 2
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    max_length: int = 256
-    confidence_weights: bool = True
-    min_confidence: float = 0.0
-    seed: int = 0
-    threads: int | None = None
-    examples: tuple[str, ...] | None = None  # restrict LLM-labeled training data to these ids (active learning)
-    round_id: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.data not in DATA_MODES:
-            raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise LlmaaaError("epochs, batch size and patience must be at least 1")
-        if not 0 < self.learning_rate < 1:
-            raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")
-        if not 16 <= self.max_length <= 4096:
-            raise LlmaaaError(f"--max-length {self.max_length} is out of range: use 16 to 4096")
-        if not 0 <= self.min_confidence <= 1:
-            raise LlmaaaError("--min-confidence must be in 0..1")
 
 
 @dataclass(frozen=True)
@@ -117,13 +83,21 @@ class StudentModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 markers: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits_and_embeddings(input_ids, attention_mask, markers)[0]
+
+    def logits_and_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                              markers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits, and one vector per example (mean of the last layer; the marker pair for relations)."""
         if self.spec.task != "re":
-            return self.net(input_ids=input_ids, attention_mask=attention_mask).logits
+            output = self.net(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            states = output.hidden_states[-1]
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            return output.logits, (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         assert markers is not None
         states = self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         rows = torch.arange(states.shape[0], device=states.device)
         pair = torch.cat([states[rows, markers[:, 0]], states[rows, markers[:, 1]]], dim=-1)
-        return self.head(self.dropout(pair))
+        return self.head(self.dropout(pair)), pair
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -172,6 +146,28 @@ def predict(model: StudentModel, encoder: InputEncoder, examples: Sequence[Examp
     return results
 
 
+def score_pool(model: StudentModel, encoder: InputEncoder, examples: Sequence[Example], batch_size: int = 32,
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """For active learning: per example its label probabilities (NER: one row per word) and an embedding."""
+    device = next(model.parameters()).device
+    probabilities: list[np.ndarray] = []
+    embeddings = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            encoded = encoder.encode(examples[start : start + batch_size])
+            logits, vectors = model.logits_and_embeddings(**tensors(encoder.batch(encoded), device))
+            p = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            embeddings.append(vectors.float().cpu().numpy())
+            for row, item in enumerate(encoded):
+                if encoder.spec.task == "ner":
+                    positions = [i for i, word in enumerate(item.word_index) if word >= 0]
+                    probabilities.append(p[row, positions])
+                else:
+                    probabilities.append(p[row])
+    return probabilities, np.concatenate(embeddings) if embeddings else np.zeros((0, 0))
+
+
 # --- training ------------------------------------------------------------------------------------------------------
 
 
@@ -201,6 +197,7 @@ class Trainer:
         self.config = config
         self.settings = project.settings
         self.base = resolve(config.student, models_dir, "hf")
+        _check_student_folder(self.base, config.max_length)
         self.on_progress = on_progress
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -208,7 +205,9 @@ class Trainer:
         started = time.perf_counter()
         config = self.config
         _seed(config.seed)
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        previous_threads = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         llm_data, weights, discarded = training_data(self.project, config) if config.data != "gold" else ([], [], 0)
         gold = list(self.project.store.examples("demo"))
         validation = list(self.project.store.examples("dev")) or gold
@@ -237,6 +236,8 @@ class Trainer:
         except BaseException as error:
             store.finish_student_run(run_id, "failed", {"error": str(error)})
             raise
+        finally:
+            torch.set_num_threads(previous_threads)
         trained_on = len(llm_data) + (len(gold) if config.data != "llm" else 0)
         return TrainReport(run_id, artifact_id, folder, trained_on, discarded, best_epoch, metrics,
                            time.perf_counter() - started)
@@ -268,6 +269,8 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
             1.0, (step + 1) / max(1, total // 10), max(0.0, (total - step) / max(1, total - total // 10))))
         order = np.random.default_rng(config.seed)
+        gold = list(self.project.store.examples("demo")) if config.reweight and phase == "llm" else []
+        gold_encoded = encoder.encode(gold)
         best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
         history: list[dict[str, Any]] = []
         weight_array = np.array(weights, dtype=np.float32)
@@ -281,9 +284,13 @@ class Trainer:
                 examples = [data[i] for i in chosen]
                 arrays = encoder.batch(items)
                 targets = torch.from_numpy(encoder.targets(examples, items)).to(self.device)
-                logits = model(**tensors(arrays, self.device))
-                loss_each = per_example_loss(encoder.spec, logits, targets)
+                inputs = tensors(arrays, self.device)
                 batch_weights = torch.from_numpy(weight_array[chosen]).to(self.device)
+                if gold:
+                    batch_weights = batch_weights * self._learned_weights(model, encoder, inputs, targets, gold,
+                                                                          gold_encoded, order, schedule)
+                logits = model(**inputs)
+                loss_each = per_example_loss(encoder.spec, logits, targets)
                 loss = (loss_each * batch_weights).sum() / batch_weights.sum().clamp(min=1e-8)
                 optimizer.zero_grad()
                 loss.backward()
@@ -310,6 +317,19 @@ class Trainer:
             model.load_state_dict(best_state)
         return best_epoch, history
 
+    def _learned_weights(self, model: StudentModel, encoder: InputEncoder, inputs: dict[str, torch.Tensor],
+                         targets: torch.Tensor, gold: list[Example], gold_encoded: list[Encoded],
+                         rng: np.random.Generator, schedule: torch.optim.lr_scheduler.LambdaLR) -> torch.Tensor:
+        from .reweight import example_weights
+
+        picked = rng.choice(len(gold), size=min(self.config.batch_size, len(gold)), replace=False)
+        items, examples = [gold_encoded[i] for i in picked], [gold[i] for i in picked]
+        gold_inputs = tensors(encoder.batch(items), self.device)
+        gold_targets = torch.from_numpy(encoder.targets(examples, items)).to(self.device)
+        spec = encoder.spec
+        return example_weights(model, inputs, targets, gold_inputs, gold_targets,
+                               lambda logits, t: per_example_loss(spec, logits, t), float(schedule.get_last_lr()[0]))
+
     def _loss(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
               encoded: list[Encoded]) -> float:
         model.eval()
@@ -334,6 +354,24 @@ class Trainer:
                 gold = {e.id: e.label for e in examples if e.label is not None}
                 metrics[split] = {"n": len(gold), **task.metrics(gold, predicted, {e.id: e for e in examples})}
         return metrics
+
+
+def _check_student_folder(folder: Path, max_length: int) -> None:
+    """Fail early, naming the folder, when it cannot be a student: no weights, no tokenizer, too few positions."""
+    if not any((folder / name).exists() for name in ("model.safetensors", "pytorch_model.bin")):
+        raise LlmaaaError(f"{folder}: no model.safetensors (or pytorch_model.bin) in this student folder")
+    if not any((folder / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")):
+        raise LlmaaaError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt) in this student folder")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise LlmaaaError(f"{folder}/config.json: cannot read it ({error})") from None
+    positions = int(config.get("max_position_embeddings", 512))
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= 2  # their position ids start after the padding index
+    if max_length > positions:
+        raise LlmaaaError(f"--max-length {max_length} is longer than the {positions} positions of {folder.name}: "
+                          f"use --max-length {positions} or less")
 
 
 def _seed(seed: int) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real project folders in tmp_path, file writers, database snapshots, pulled models."""
+"""Shared fixtures: real project folders in tmp_path, file writers, database snapshots, pulled models, and a tiny
+BERT student built in-process."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import gzip
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
+from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from llmaaa_local.config import LabelInfo, ProjectSettings
 from llmaaa_local.models import default_models_dir, pull
 from llmaaa_local.project import DB_NAME, Project
+
+if TYPE_CHECKING:
+    from llmaaa_local.student import TrainReport
 
 
 @pytest.fixture
@@ -68,3 +73,116 @@ def models_dir() -> Path:
     for name in ("smollm2-135m", "minilm-l6"):
         pull(name, folder, log=lambda line: None)
     return folder
+
+
+DEMO_DATA = Path(str(files("llmaaa_local").joinpath("demo_data")))
+
+
+def demo_texts() -> Iterator[str]:
+    """Every text of the shipped demo data (all tasks), for training the tiny tokenizer."""
+    for path in sorted(DEMO_DATA.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            yield json.loads(line)["text"]
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a tiny BERT (random weights) and a WordPiece tokenizer trained here on the demo texts.
+
+    No network: the config, weights and vocabulary are all made in-process. Pass it as `TrainConfig(student=...)`.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(demo_texts(), WordPieceTrainer(vocab_size=2000, special_tokens=specials))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")])
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                      cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    wrapped.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(wrapped), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.token_to_id("[PAD]"))
+    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+# --- student projects from the demo data -----------------------------------------------------------------------
+
+TASK_LABELS = {
+    "classify": ["positive", "negative"],
+    "ner": ["PER", "ORG", "LOC", "MISC"],
+    "re": ["works_for", "founded_by", "located_in", "born_in", "no_relation"],
+}
+LLM_CONFIDENCE = 0.9
+WRONG_CONFIDENCE = 0.2
+
+
+def demo_file_records(task: str, part: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` records of a shipped demo file, e.g. ("ner", "test", 20)."""
+    lines = (DEMO_DATA / f"{task}_{part}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines[:count]]
+
+
+def llm_annotation_records(task: str, records: list[dict[str, Any]], wrong: int = 2) -> list[dict[str, Any]]:
+    """LLM labels as `import annotations` reads them: the file's own label at high confidence, except that the
+    first `wrong` records get a wrong label at low confidence."""
+    flipped = {"positive": "negative", "negative": "positive"}
+    rows = []
+    for i, record in enumerate(records):
+        value: Any = record["tags"] if task == "ner" else record["label"]
+        confidence = LLM_CONFIDENCE
+        if i < wrong:
+            confidence = WRONG_CONFIDENCE
+            if task == "ner":
+                value = ["O"] * len(value) if any(tag != "O" for tag in value) else ["B-MISC"] * len(value)
+            elif task == "classify":
+                value = flipped[value]
+            else:
+                value = "no_relation" if value != "no_relation" else "works_for"
+        rows.append({"id": record["id"], "tags" if task == "ner" else "label": value, "confidence": confidence})
+    return rows
+
+
+def student_project(root: Path, task: str, pool: int = 40, demo: int = 16, test: int = 20, wrong: int = 2,
+                    annotate: bool = True) -> Project:
+    """A project from the demo data: `pool` corpus records, gold demo and test splits, and (`annotate`) LLM labels
+    for the whole pool imported from a JSONL file with source `import:teacher`."""
+    no_relation = "no_relation" if task == "re" else None
+    labels = tuple(LabelInfo(name) for name in TASK_LABELS[task])
+    project = Project.init(root / "project", ProjectSettings(task=task, labels=labels, no_relation=no_relation))  # type: ignore[arg-type]
+
+    def write(name: str, records: list[dict[str, Any]]) -> Path:
+        path = root / f"{task}-{name}.jsonl"
+        path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+        return path
+
+    corpus = demo_file_records(task, "corpus", pool)
+    project.import_corpus(write("corpus", corpus))
+    if demo:
+        project.import_gold(write("demo", demo_file_records(task, "demo", demo)), "demo")
+    if test:
+        project.import_gold(write("test", demo_file_records(task, "test", test)), "test")
+    if annotate:
+        project.import_annotations(write("llm", llm_annotation_records(task, corpus, wrong)), "teacher")
+    return project
+
+
+def train_student(project: Project, encoder: Path, models_dir: Path, **overrides: Any) -> TrainReport:
+    """Train the tiny student quickly on one thread; keyword arguments override `TrainConfig` fields."""
+    from llmaaa_local.config import TrainConfig
+    from llmaaa_local.student import Trainer
+
+    options: dict[str, Any] = {"epochs": 2, "batch_size": 8, "max_length": 64, "threads": 1, **overrides}
+    on_progress = options.pop("on_progress", None)
+    return Trainer(project, TrainConfig(student=str(encoder), **options), models_dir, on_progress).run()

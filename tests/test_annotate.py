@@ -55,7 +55,8 @@ def final_text(prompt: Prompt) -> str:
 def classify_project(make_project: MakeProject, write_file: WriteFile, pool: int = 8, demo: int = 0,
                      demos: str = "none", k: int = 2, name: str = "proj") -> Project:
     """A sentiment project from the shipped demo data: `pool` corpus texts (with hidden labels) and `demo` gold."""
-    project = make_project("classify", labels=LABELS, name=name, prompt=PromptSettings(demos=demos, k=k))  # type: ignore[arg-type]
+    prompt = PromptSettings(demos=demos, k=k, content_free=False)  # type: ignore[arg-type]
+    project = make_project("classify", labels=LABELS, name=name, prompt=prompt)
     project.import_corpus(write_file(f"{name}-corpus.jsonl", demo_records("classify_corpus.jsonl", pool)))
     if demo:
         project.import_gold(write_file(f"{name}-demo.jsonl", demo_records("classify_demo.jsonl", demo)), "demo")
@@ -102,7 +103,7 @@ def test_every_annotation_is_stored_with_its_provenance(make_project: MakeProjec
         assert row["tokens_in"] == len(render_plain(prompt).split()) > 0
         assert 0 < row["tokens_evaluated"] <= row["tokens_in"] and row["tokens_out"] == 0
         assert row["seconds"] == pytest.approx(0.001)
-        assert json.loads(row["raw_output"]) == [-0.3, -1.5]
+        assert json.loads(row["raw_output"]) == {"logprobs": [-0.3, -1.5]}
         assert row["scores"] == {"positive": -0.3, "negative": -1.5}
         assert row["label"] == "positive"
         assert row["calibrated"] == pytest.approx(dict(zip(LABELS, probabilities, strict=True)))
@@ -124,7 +125,7 @@ def test_select_first_takes_the_pool_in_import_order(make_project: MakeProject, 
 
 
 def test_annotating_needs_a_label_set(make_project: MakeProject) -> None:
-    project = make_project("classify")
+    project = make_project("classify", prompt=PromptSettings(content_free=False))
     with pytest.raises(LlmaaaError, match="the project has no label set yet"):
         Annotator(project, ScriptedLLM())
 
@@ -270,7 +271,8 @@ def embed(examples: Sequence[Example]) -> np.ndarray:
 
 def small_demo_project(make_project: MakeProject, write_file: WriteFile, demos: str, name: str = "proj",
                        k: int = 2) -> Project:
-    project = make_project("classify", labels=LABELS, name=name, prompt=PromptSettings(demos=demos, k=k))  # type: ignore[arg-type]
+    prompt = PromptSettings(demos=demos, k=k, content_free=False)  # type: ignore[arg-type]
+    project = make_project("classify", labels=LABELS, name=name, prompt=prompt)
     gold = [{"id": f"d{i}", "text": f"demo text number {i}", "label": LABELS[i % 2]} for i in range(5)]
     project.import_gold(write_file(f"{name}-demo.jsonl", gold), "demo")
     pool = [{"id": f"p{i}", "text": f"pool text number {i}"} for i in range(3)]
@@ -370,7 +372,7 @@ def records(prefix: str) -> list[dict[str, Any]]:
 
 def test_calibration_corrects_a_biased_model_and_recalibrates_older_rows(make_project: MakeProject,
                                                                           write_file: WriteFile) -> None:
-    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="random", k=2))
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="random", k=2, content_free=False))
     project.import_gold(write_file("demo.jsonl", records("g")), "demo")
     project.import_corpus(write_file("pool.jsonl", records("p")))
     llm = ScriptedLLM(scorer=biased_scorer)
@@ -380,7 +382,7 @@ def test_calibration_corrects_a_biased_model_and_recalibrates_older_rows(make_pr
     assert fitted.raw_accuracy == pytest.approx(3 / 6)  # the model says positive every time
     assert fitted.calibrated_accuracy == pytest.approx(5 / 6)  # g6 reads as positive even without the lean
     assert fitted.raw_accuracy < fitted.calibrated_accuracy
-    assert fitted.method in ("prior", "accuracy", "none")
+    assert fitted.method in ("raw+prior", "raw+accuracy", "raw+none")
 
     stored = project.store.calibration("0" * 64, annotation_rows(project)[0]["prompt_key"])
     assert stored is not None
@@ -429,7 +431,7 @@ def _text(example_id: str) -> str:
 
 
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:
-    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none"))
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
     project.import_gold(write_file("demo.jsonl", records("g")), "demo")
     project.import_corpus(write_file("pool.jsonl", records("p")))
     report = Annotator(project, ScriptedLLM(scorer=biased_scorer)).run(AnnotateConfig(n=4, calibrate=False))
@@ -443,7 +445,7 @@ def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: 
 
 def test_context_overflow_retries_with_a_shorter_text_and_flags_it(make_project: MakeProject,
                                                                     write_file: WriteFile) -> None:
-    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none"))
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
     long_text = " ".join(["word"] * 1000)  # 4999 characters, 1000 words
     project.import_corpus(write_file("pool.jsonl", [{"id": "long", "text": long_text},
                                                     {"id": "short", "text": "tiny text"}]))
@@ -689,3 +691,23 @@ def test_evaluate_source_with_an_underscore_is_not_a_wildcard(make_project: Make
     project = classify_project(make_project, write_file, pool=4)
     _two_sources(project, write_file, "m_1", "mx1")
     assert evaluate_llm(project, "pool", "import:m_1")["llm"]["accuracy"] == 1.0
+
+
+def test_content_free_baseline_is_scored_after_each_prompt_and_kept(make_project: MakeProject,
+                                                                     write_file: WriteFile) -> None:
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="random", k=2))
+    project.import_gold(write_file("demo.jsonl", [{"id": f"d{i}", "text": f"demo text {i}", "label": LABELS[i % 2]}
+                                                  for i in range(4)]), "demo")
+    project.import_corpus(write_file("pool.jsonl", [{"id": "p1", "text": "a lovely calm quiet evening"}]))
+    llm = ScriptedLLM(scorer=lambda prompt, candidates: [-0.1, -3.0] if "N/A" in prompt.user else [-0.5, -1.0])
+    Annotator(project, llm).run(AnnotateConfig(ids=("p1",), calibrate=False))
+    (first, second) = [prompt for kind, prompt, _ in llm.history]
+    assert first.user.endswith("Text: a lovely calm quiet evening\nAnswer with one of: positive, negative.")
+    assert second.user.endswith("Text: N/A\nAnswer with one of: positive, negative.")
+    assert first.user.split("Text: a lovely")[0] == second.user.split("Text: N/A")[0]  # same demonstrations
+    row = project.store.db.execute("SELECT scores, baseline, tokens_in, tokens_evaluated, raw_output "
+                                   "FROM annotations").fetchone()
+    assert json.loads(row[0]) == {"positive": -0.5, "negative": -1.0}
+    assert json.loads(row[1]) == {"positive": -0.1, "negative": -3.0}
+    assert row[3] < row[2]  # the baseline reuses the prompt's prefix: only its last words are evaluated
+    assert json.loads(row[4]) == {"logprobs": [-0.5, -1.0], "baseline": [-0.1, -3.0]}

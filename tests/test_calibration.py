@@ -38,7 +38,7 @@ def test_bias_toward_one_label_is_corrected() -> None:
     assert fitted.raw_accuracy == pytest.approx(raw)
     assert fitted.calibrated_accuracy >= best - 0.05
     assert fitted.calibrated_accuracy - fitted.raw_accuracy >= 0.35
-    assert fitted.method in ("prior", "accuracy", "none")
+    assert fitted.method in ("raw+prior", "raw+accuracy", "raw+none")
     assert fitted.method != "none"
     assert fitted.loo_accuracy >= 0.85
     # the fitted decision boundary sits near the true lean
@@ -70,7 +70,7 @@ def test_an_unbiased_model_keeps_its_accuracy_and_prefers_the_prior_on_ties() ->
     rows, gold = biased_table(20, lean=0.0, noise=0.1)
     fitted = fit(rows, gold, LABELS)
     assert fitted.raw_accuracy == fitted.calibrated_accuracy == fitted.loo_accuracy == 1.0
-    assert fitted.method == "prior"  # every method scores 1.0 leave-one-out; the first listed wins ties
+    assert fitted.method == "raw+prior"  # every method scores 1.0 leave-one-out; the first listed wins ties
     assert abs(fitted.calibration.bias[0] - fitted.calibration.bias[1]) < 0.5
 
 
@@ -131,7 +131,7 @@ def test_to_dict_from_dict_round_trip_through_json() -> None:
     rows, gold = biased_table(30, lean=1.5, noise=0.5)
     calibration = fit(rows, gold, LABELS).calibration
     data = json.loads(json.dumps(calibration.to_dict()))
-    assert set(data) == {"labels", "bias", "temperature"}
+    assert set(data) == {"labels", "bias", "temperature", "contextual"}
     again = Calibration.from_dict(data)
     assert again == calibration
     assert again.probabilities(rows[0]) == calibration.probabilities(rows[0])
@@ -144,7 +144,7 @@ def test_accuracy_biases_win_where_log_loss_biases_leave_examples_wrong() -> Non
     rows = [{"positive": 0.0, "negative": -1.0}] * 10 + [{"positive": 0.0, "negative": -3.0}] * 2
     fitted = fit(rows, gold, LABELS)
     assert fitted.raw_accuracy == pytest.approx(2 / 12)
-    assert fitted.method == "accuracy"
+    assert fitted.method == "raw+accuracy"
     assert fitted.calibrated_accuracy == fitted.loo_accuracy == 1.0
     shift = fitted.calibration.bias[0] - fitted.calibration.bias[1]
     assert -3.0 < shift < -1.0
@@ -158,5 +158,28 @@ def test_leave_one_out_accuracy_is_honest_about_a_lone_outlier() -> None:
     fitted = fit(rows, gold, LABELS)
     assert fitted.raw_accuracy == pytest.approx(1 / 11)
     assert fitted.loo_accuracy == pytest.approx(10 / 11)
-    assert fitted.method == "prior"
+    assert fitted.method == "raw+prior"
     assert fitted.calibrated_accuracy == pytest.approx(10 / 11)
+
+
+def test_contextual_scores_win_when_the_bias_changes_from_prompt_to_prompt() -> None:
+    # Each prompt leans a different way (say, toward the label of its last demonstration); the content-free
+    # baseline of the same prompt carries the same lean, so scores relative to it recover the signal.
+    rng = np.random.default_rng(0)
+    rows, baselines, gold = [], [], []
+    for i in range(60):
+        truth = LABELS[i % 2]
+        lean = rng.choice([-3.0, 3.0])
+        signal = 1.0 if truth == "positive" else -1.0
+        rows.append({"positive": lean + signal + rng.normal(0, 0.2), "negative": 0.0})
+        baselines.append({"positive": lean, "negative": 0.0})
+        gold.append(truth)
+    plain = fit(rows, gold, LABELS)
+    contextual = fit(rows, gold, LABELS, baselines)
+    assert plain.loo_accuracy < 0.8
+    assert contextual.method.startswith("contextual+") and contextual.calibration.contextual
+    assert contextual.loo_accuracy >= 0.95
+    probabilities = contextual.calibration.probabilities(rows[0], baselines[0])
+    assert max(probabilities, key=probabilities.__getitem__) == gold[0]
+    # one row without a baseline means the raw scores are used
+    assert fit(rows, gold, LABELS, [*baselines[:-1], None]).method.startswith("raw+")

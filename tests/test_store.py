@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from llmaaa_local.records import Example, Span
 from llmaaa_local.store import Store, migrations
 
 TABLES = {
-    "settings", "examples", "imports", "rounds", "annotations", "embeddings", "calibrations", "student_runs",
+    "settings", "examples", "imports", "rounds", "annotations", "embeddings", "calibrations", "student_runs", "reviews",
     "artifacts", "predictions", "metrics",
 }
 
@@ -35,7 +36,8 @@ def applied(path: Path) -> list[tuple[str, str, str]]:
 def test_create_applies_every_migration_and_records_it(make_project: Callable[..., Project]) -> None:
     project = make_project("classify", labels=["pos", "neg"])
     rows = applied(project.root / DB_NAME)
-    assert [(migration_set, name) for migration_set, name, _ in rows] == [("llmaaa_local", "m001_initial")]
+    assert [(migration_set, name) for migration_set, name, _ in rows] == [("llmaaa_local", "m001_initial"),
+                                                                          ("llmaaa_local", "m002_reviews")]
     assert migrations.pending(project.store.db) == []
     assert TABLES <= set(project.store.db.table_names())
 
@@ -140,7 +142,7 @@ def test_a_failing_migration_rolls_back_and_stays_pending(make_project: Callable
         assert db.execute("SELECT key FROM settings").fetchall() == [("project",)]
         assert [m.name for m in throwaway.pending(db)] == ["m001_half_done"]
         assert [(row["migration_set"], row["name"]) for row in db["_sqlite_migrations"].rows] == [
-            ("llmaaa_local", "m001_initial")
+            ("llmaaa_local", "m001_initial"), ("llmaaa_local", "m002_reviews")
         ]
     finally:
         db.close()
@@ -176,3 +178,21 @@ def test_transaction_commits_when_the_block_succeeds(make_project: Callable[...,
         assert other.split_counts() == {"pool": 1, "demo": 0, "dev": 0, "test": 1}
     finally:
         other.close()
+
+
+def test_an_older_database_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old" / DB_NAME
+    path.parent.mkdir()
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    migrations.apply(db, stop_before="m002_reviews")  # a project made before the review queue existed
+    db.execute("INSERT INTO settings (key, value) VALUES ('project', ?)",
+               [json.dumps(ProjectSettings("classify", (LabelInfo("pos"), LabelInfo("neg"))).to_dict())])
+    db.execute("INSERT INTO examples (id, seq, split, text, content_hash, created_at) "
+               "VALUES ('a', 1, 'pool', 'kept text', 'h', 'now')")
+    db.conn.commit()
+    assert "reviews" not in db.table_names()
+    db.close()
+    with Project.open(path.parent) as project:
+        assert "reviews" in project.store.db.table_names()
+        assert [e.text for e in project.store.examples()] == ["kept text"]
+        assert [name for _, name, _ in applied(path)] == ["m001_initial", "m002_reviews"]

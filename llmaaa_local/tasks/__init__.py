@@ -22,6 +22,7 @@ class Parsed:
     confidence: float | None
     status: Literal["ok", "parse_error"] = "ok"
     scores: dict[str, float] | None = None
+    baseline: dict[str, float] | None = None  # the same labels after a content-free input
     error: str = ""
     dropped: int = 0  # NER: output spans that are not in the text
 
@@ -55,6 +56,9 @@ def task_for(settings: ProjectSettings) -> Task:
         "classify": Classification, "ner": EntityRecognition, "re": RelationClassification,
     }
     return tasks[settings.task](settings)
+
+
+CONTENT_FREE = "N/A"  # the input of the baseline prompt in contextual calibration
 
 
 def clip(text: str, max_chars: int) -> str:

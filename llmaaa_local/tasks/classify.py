@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..llm import Prompt, ScoreRequest
 from ..records import Example
-from . import clip, label_lines
+from . import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
 
 
@@ -24,5 +24,9 @@ class Classification(LabelScoring):
         limit = self.settings.prompt.demo_max_chars
         shots = "".join(f"Text: {clip(demo.text, limit)}\nAnswer: {demo.label}\n\n" for demo in demos)
         reminder = f"Answer with one of: {', '.join(self.labels)}."
-        user = f"{shots}Text: {clip(example.text, max_chars)}\n{reminder}"
-        return ScoreRequest(Prompt(self.instruction(), user, "Answer:"), self.labels)
+
+        def prompt(text: str) -> Prompt:
+            return Prompt(self.instruction(), f"{shots}Text: {text}\n{reminder}", "Answer:")
+
+        baseline = prompt(CONTENT_FREE) if self.settings.prompt.content_free else None
+        return ScoreRequest(prompt(clip(example.text, max_chars)), self.labels, baseline)

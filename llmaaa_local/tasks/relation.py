@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from ..llm import Prompt, ScoreRequest
 from ..metrics import micro_f1_without
 from ..records import Example, Label
-from . import clip, label_lines
+from . import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
 
 
@@ -28,13 +28,20 @@ class RelationClassification(LabelScoring):
     @staticmethod
     def _describe(example: Example, max_chars: int) -> str:
         assert example.head is not None and example.tail is not None
-        return f"Sentence: {clip(example.text, max_chars)}\nHead: {example.head.name}\nTail: {example.tail.name}"
+        return _described(clip(example.text, max_chars), example.head.name, example.tail.name)
 
     def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> ScoreRequest:
         limit = self.settings.prompt.demo_max_chars
         shots = "".join(f"{self._describe(demo, limit)}\nAnswer: {demo.label}\n\n" for demo in demos)
-        user = f"{shots}{self._describe(example, max_chars)}\nAnswer with one of the relation labels."
-        return ScoreRequest(Prompt(self.instruction(), user, "Answer:"), self.labels)
+
+        def prompt(described: str) -> Prompt:
+            return Prompt(self.instruction(), f"{shots}{described}\nAnswer with one of the relation labels.",
+                          "Answer:")
+
+        baseline = None
+        if self.settings.prompt.content_free:
+            baseline = prompt(_described(CONTENT_FREE, CONTENT_FREE, CONTENT_FREE))
+        return ScoreRequest(prompt(self._describe(example, max_chars)), self.labels, baseline)
 
     def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
                 examples: Mapping[str, Example]) -> dict[str, float]:
@@ -43,3 +50,7 @@ class RelationClassification(LabelScoring):
         micro = micro_f1_without([str(gold[i]) for i in ids], [str(predicted[i]) for i in ids],
                                  self.settings.no_relation)
         return {"f1": micro["f1"], "precision": micro["precision"], "recall": micro["recall"], **scores}
+
+
+def _described(sentence: str, head: str, tail: str) -> str:
+    return f"Sentence: {sentence}\nHead: {head}\nTail: {tail}"

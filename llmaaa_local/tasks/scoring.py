@@ -33,9 +33,10 @@ class LabelScoring:
         if not isinstance(response, ScoreResponse) or len(response.logprobs) != len(self.labels):
             return Parsed(None, None, "parse_error", error="expected one score per label")
         scores = dict(zip(self.labels, response.logprobs, strict=True))
+        baseline = dict(zip(self.labels, response.baseline, strict=True)) if response.baseline else None
         probabilities = softmax(scores)
         label = max(probabilities, key=probabilities.__getitem__)
-        return Parsed(label, probabilities[label], scores=scores)
+        return Parsed(label, probabilities[label], scores=scores, baseline=baseline)
 
     def label_from_value(self, example: Example, value: Any) -> Label:
         if not isinstance(value, str):

@@ -1,0 +1,138 @@
+"""Active-learning curves (issue 5): random vs least confidence vs entropy vs k-means, reweighting on vs off.
+
+One project per dataset; every strategy is a named loop in it, so the LLM annotation cache is shared and an example
+two strategies both pick is annotated once. The student is scored on a gold test slice every round.
+
+Usage: python benchmarks/bench_loop.py --dataset imdb|conll [--budget 300] [--per-round 50] [--pool 3000]
+       [--test 1000] [--strategies random,least-confidence,entropy,kmeans] [--reweight entropy] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from llmaaa_local.annotate import Annotator, load_embedder, load_teacher
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
+from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, learning_curve
+from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
+from llmaaa_local.project import Project
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS: dict[str, dict[str, Any]] = {
+    "imdb": {"task": "classify", "pool": "imdb/train.jsonl.gz", "gold": "imdb/train.jsonl.gz",
+             "test": "imdb/test.jsonl.gz", "metric": "accuracy", "max_length": 128, "demos": "none",
+             "labels": (LabelInfo("positive", "the reviewer liked the film"),
+                        LabelInfo("negative", "the reviewer disliked the film"))},
+    "conll": {"task": "ner", "pool": "conll2003/train.jsonl", "gold": "conll2003/dev.jsonl",
+              "test": "conll2003/test.jsonl", "metric": "f1", "max_length": 96, "demos": "knn",
+              "labels": tuple(LabelInfo(t) for t in ("PER", "ORG", "LOC", "MISC"))},
+}
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        return [json.loads(line) for line in handle]
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def build(root: Path, spec: dict[str, Any], args: argparse.Namespace) -> Project:
+    folder = root / "project"
+    if (folder / "project.sqlite").exists():
+        return Project.open(folder)
+    pool_source = records(DATA / spec["pool"])
+    pool = random.Random(1).sample(pool_source, args.pool)
+    taken = {row["id"] for row in pool}
+    gold = random.Random(2).sample([r for r in records(DATA / spec["gold"]) if r["id"] not in taken], args.gold)
+    test = random.Random(3).sample(records(DATA / spec["test"]), args.test)
+    settings = ProjectSettings(spec["task"], spec["labels"], prompt=PromptSettings(demos=spec["demos"], k=4))
+    project = Project.init(folder, settings)
+    project.import_corpus(write(root / "pool.jsonl", pool))
+    project.import_gold(write(root / "gold.jsonl", gold), "demo")
+    project.import_gold(write(root / "test.jsonl", test), "test")
+    return project
+
+
+def share_needed(curve: list[dict[str, Any]], target: float, metric: str) -> int | None:
+    """The fewest labeled examples at which a curve reaches `target`."""
+    return next((row["labeled"] for row in curve if row["student"].get(metric, -1.0) >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=list(DATASETS), default="imdb")
+    parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--seed-size", type=int, default=50)
+    parser.add_argument("--per-round", type=int, default=50)
+    parser.add_argument("--pool", type=int, default=3000)
+    parser.add_argument("--gold", type=int, default=100)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--candidates", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--strategies", default="random,least-confidence,entropy,kmeans")
+    parser.add_argument("--reweight", default="entropy", help="strategy to repeat with reweighting ('' for none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, default=None)
+    args = parser.parse_args()
+    spec = DATASETS[args.dataset]
+    root = args.keep or Path(tempfile.mkdtemp(prefix=f"bench-loop-{args.dataset}-"))
+    root.mkdir(parents=True, exist_ok=True)
+    project = build(root, spec, args)
+    models = default_models_dir()
+    llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
+    embed = load_embedder(DEFAULT_STUDENT, models, project) if spec["demos"] == "knn" else None
+    annotator = Annotator(project, llm, embed)
+    train = TrainConfig(epochs=args.epochs, max_length=spec["max_length"], threads=args.threads, seed=args.seed)
+    runs = [(name, False) for name in args.strategies.split(",")]
+    if args.reweight:
+        runs.append((args.reweight, True))
+    curves: dict[str, list[dict[str, Any]]] = {}
+    metric = spec["metric"]
+    for strategy, reweight in runs:
+        name = f"{strategy}{'+reweight' if reweight else ''}-s{args.seed}"
+        config = LoopConfig(name=name, strategy=strategy, seed_size=args.seed_size, per_round=args.per_round,
+                            budget=args.budget, candidates=args.candidates, seed=args.seed,
+                            train=TrainConfig(**{**train.__dict__, "reweight": reweight}))
+        started = time.perf_counter()
+        curve = learning_curve(ActiveLearningLoop(project, config, annotator, models).run())
+        curves[name] = curve
+        print(f"{name}: " + "  ".join(f"{row['labeled']}:{row['student'].get(metric, float('nan')):.4f}"
+                                      for row in curve) + f"  ({time.perf_counter() - started:.0f}s)", flush=True)
+    print(f"\nstudent {metric} on {args.test} gold test examples, by LLM labels used (seed {args.seed})")
+    labeled = [row["labeled"] for row in next(iter(curves.values()))]
+    print(f"{'loop':28}" + "".join(f"{n:>8}" for n in labeled))
+    for name, curve in curves.items():
+        print(f"{name:28}" + "".join(f"{row['student'].get(metric, float('nan')):8.4f}" for row in curve))
+    random_name = f"random-s{args.seed}"
+    if random_name in curves:
+        target = curves[random_name][-1]["student"].get(metric, 0.0)
+        final = curves[random_name][-1]["labeled"]
+        print(f"\nrandom reaches {target:.4f} with {final} labels; labels each strategy needs to reach it:")
+        for name, curve in curves.items():
+            needed = share_needed(curve, target, metric)
+            share = f"{needed / final:.0%}" if needed else "not reached"
+            print(f"  {name:28} {needed if needed else '-':>6}  ({share})")
+    print("\nstudent vs teacher at the last round (teacher = its labels on the examples it annotated):")
+    for name, curve in curves.items():
+        last = curve[-1]
+        print(f"  {name:28} student {last['student'].get(metric, float('nan')):.4f}   "
+              f"teacher {last['llm'].get(metric, float('nan')):.4f} on {last['llm'].get('n', 0)} labels")
+    print(f"(project kept in {root})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

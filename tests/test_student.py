@@ -1,0 +1,479 @@
+"""The student trainer on a tiny in-process BERT: checkpoints and run records for every task, data modes, confidence
+filtering, that it learns, failures, and the input encoding shared with ONNX labeling."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import LLM_CONFIDENCE, TASK_LABELS, WRONG_CONFIDENCE, student_project, train_student
+from tokenizers import Tokenizer
+
+from llmaaa_local.config import TrainConfig
+from llmaaa_local.encoding import (
+    MARKERS,
+    RELATION_HEAD,
+    SPEC_FILE,
+    InputEncoder,
+    StudentSpec,
+    bio_labels,
+    decode,
+    repair_bio,
+)
+from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.models import sha256_file
+from llmaaa_local.project import Project
+from llmaaa_local.records import Example, Mention, Span
+from llmaaa_local.student import Trainer, TrainProgress, load_student, predict, training_data
+from llmaaa_local.tasks import task_for
+
+TASKS = ("classify", "ner", "re")
+MAIN_METRIC = {"classify": "accuracy", "ner": "f1", "re": "f1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def classify_project(tmp_path: Path) -> Iterator[Project]:
+    project = student_project(tmp_path, "classify")
+    yield project
+    project.close()
+
+
+# --- a training run ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_run_saves_a_checkpoint_and_records_it(task: str, tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, task) as project:
+        report = train_student(project, tiny_encoder, tmp_path)
+        folder = report.folder
+        assert folder == project.artifacts / "students" / f"run-{report.run_id:04d}"
+        names = {path.name for path in folder.iterdir()}
+        assert {"model.safetensors", "tokenizer.json", SPEC_FILE, "config.json"} <= names
+        assert (RELATION_HEAD in names) == (task == "re")
+
+        spec = StudentSpec.load(folder)
+        expected_labels = bio_labels(TASK_LABELS[task]) if task == "ner" else tuple(TASK_LABELS[task])
+        assert spec == StudentSpec(task, expected_labels, 64, str(tiny_encoder))  # type: ignore[arg-type]
+        if task == "re":  # the entity markers are whole tokens of the saved tokenizer
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            assert all(tokenizer.token_to_id(marker) is not None for marker in MARKERS)
+
+        (artifact,) = project.store.artifacts()
+        assert artifact["id"] == report.artifact_id and artifact["run_id"] == report.run_id
+        assert artifact["kind"] == "checkpoint" and artifact["path"] == str(folder)
+        assert artifact["sha256"] == sha256_file(folder / "model.safetensors")
+        assert artifact["info"]["spec"]["labels"] == list(expected_labels)
+
+        (run,) = project.store.student_runs()
+        assert (run["id"], run["status"], run["data_mode"], run["student"]) == (
+            report.run_id, "done", "llm", str(tiny_encoder))
+        assert run["finished_at"] is not None
+        metrics = run["metrics"]
+        assert metrics == json.loads(json.dumps(report.metrics))
+        assert metrics["validation"]["n"] == 16 and metrics["test"]["n"] == 20  # no dev split: the demo validates
+        for split in ("validation", "test"):
+            scores = {key: value for key, value in metrics[split].items() if key != "n"}
+            assert MAIN_METRIC[task] in scores
+            assert all(isinstance(value, float) and 0.0 <= value <= 1.0 for value in scores.values()), scores
+        assert 1 <= report.best_epoch == metrics["best_epoch"] <= 2
+        assert [(row["phase"], row["epoch"]) for row in metrics["history"]] == [("llm", 1), ("llm", 2)]
+        assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["validation_loss"])
+                   for row in metrics["history"])
+        assert (report.trained_on, report.discarded) == (40, 0)
+        assert report.seconds > 0
+
+        model, encoder = load_student(folder)  # the saved checkpoint is the model that was scored
+        test = list(project.store.examples("test"))
+        predicted = {e.id: label for e, (label, _, _) in zip(test, predict(model, encoder, test), strict=True)}
+        scores = task_for(project.settings).metrics({e.id: e.label for e in test}, predicted,  # type: ignore[misc]
+                                                    {e.id: e for e in test})
+        assert {"n": 20, **scores} == pytest.approx(metrics["test"])
+
+
+def test_the_same_seed_trains_the_same_student(classify_project: Project, tiny_encoder: Path,
+                                               tmp_path: Path) -> None:
+    first = train_student(classify_project, tiny_encoder, tmp_path, seed=3)
+    second = train_student(classify_project, tiny_encoder, tmp_path, seed=3)
+    other = train_student(classify_project, tiny_encoder, tmp_path, seed=4)
+    digests = [sha256_file(report.folder / "model.safetensors") for report in (first, second, other)]
+    assert digests[0] == digests[1] != digests[2]
+    assert first.metrics == second.metrics
+
+
+# --- what it trains on ---------------------------------------------------------------------------------------------
+
+
+def steps_by_phase(project: Project, encoder: Path, models_dir: Path, **overrides: Any) -> tuple[Any, dict[str, int]]:
+    """Train, and return the report with the number of steps per epoch that each phase reported."""
+    seen: list[TrainProgress] = []
+    report = train_student(project, encoder, models_dir, on_progress=seen.append, **overrides)
+    return report, {progress.phase: progress.steps for progress in seen}
+
+
+def test_llm_mode_trains_on_every_llm_label(classify_project: Project, tiny_encoder: Path, tmp_path: Path) -> None:
+    report, steps = steps_by_phase(classify_project, tiny_encoder, tmp_path)
+    assert report.trained_on == 40 == classify_project.status()["counts"]["annotations"]
+    assert steps == {"llm": 5}  # 40 examples in batches of 8
+
+
+def test_gold_mode_trains_on_the_demo_split_only(tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, "classify", annotate=False) as project:  # no LLM labels needed
+        report, steps = steps_by_phase(project, tiny_encoder, tmp_path, data="gold")
+        assert (report.trained_on, report.discarded) == (16, 0)
+        assert steps == {"gold": 2}
+        (run,) = project.store.student_runs()
+        assert run["data_mode"] == "gold"
+        assert {row["phase"] for row in run["metrics"]["history"]} == {"gold"}
+
+
+def test_combined_mode_trains_on_llm_labels_then_gold(classify_project: Project, tiny_encoder: Path,
+                                                      tmp_path: Path) -> None:
+    report, steps = steps_by_phase(classify_project, tiny_encoder, tmp_path, data="combined")
+    assert report.trained_on == 40 + 16
+    assert steps == {"llm": 5, "gold": 2}
+    assert [(row["phase"], row["epoch"]) for row in report.metrics["history"]] == [
+        ("llm", 1), ("llm", 2), ("gold", 1), ("gold", 2)]
+
+
+def test_min_confidence_discards_low_confidence_llm_labels(classify_project: Project, tiny_encoder: Path,
+                                                           tmp_path: Path) -> None:
+    config = TrainConfig(student=str(tiny_encoder), min_confidence=0.5)
+    examples, weights, discarded = training_data(classify_project, config)
+    assert discarded == 2 and len(examples) == 38
+    assert {"rev-0001", "rev-0002"}.isdisjoint(e.id for e in examples)  # the two wrong labels
+    assert weights == [pytest.approx(LLM_CONFIDENCE)] * 38
+    hidden = classify_project.store.reference_labels("pool")
+    assert all(example.label == hidden[example.id] for example in examples)  # the LLM label, right here
+
+    report = train_student(classify_project, tiny_encoder, tmp_path, min_confidence=0.5)
+    assert (report.trained_on, report.discarded) == (38, 2)
+
+
+def test_llm_labels_weight_the_loss_by_confidence_unless_told_not_to(classify_project: Project,
+                                                                    tiny_encoder: Path) -> None:
+    _, weighted, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder)))
+    assert sorted(set(weighted)) == [pytest.approx(WRONG_CONFIDENCE), pytest.approx(LLM_CONFIDENCE)]
+    _, flat, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder), confidence_weights=False))
+    assert flat == [1.0] * 40
+
+
+def test_examples_restricts_the_llm_training_set(classify_project: Project, tiny_encoder: Path,
+                                                 tmp_path: Path) -> None:
+    chosen = tuple(classify_project.store.example_ids("pool")[5:15])
+    config = TrainConfig(student=str(tiny_encoder), examples=(*chosen, "not-an-id"))
+    examples, _, _ = training_data(classify_project, config)
+    assert [example.id for example in examples] == list(chosen)
+    report, steps = steps_by_phase(classify_project, tiny_encoder, tmp_path, examples=chosen)
+    assert report.trained_on == 10 and steps == {"llm": 2}
+
+
+def test_without_llm_labels_training_says_to_annotate_first(tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, "classify", annotate=False) as project:
+        with pytest.raises(LlmaaaError, match=r"no llm labels to train on: run `annotate` first"):
+            train_student(project, tiny_encoder, tmp_path)
+        with pytest.raises(LlmaaaError, match="annotate"):
+            train_student(project, tiny_encoder, tmp_path, data="combined")
+        assert project.store.student_runs() == []  # nothing was started
+
+
+def test_everything_below_min_confidence_is_the_same_clear_error(classify_project: Project, tiny_encoder: Path,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(LlmaaaError, match="lower --min-confidence"):
+        train_student(classify_project, tiny_encoder, tmp_path, min_confidence=0.95)
+
+
+def test_gold_mode_without_a_demo_split_says_how_to_import_gold(tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, "classify", demo=0) as project:
+        with pytest.raises(LlmaaaError, match="import gold FILE --split demo"):
+            train_student(project, tiny_encoder, tmp_path, data="gold")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"data": "teacher"}, "choose llm, gold or combined"),
+    ({"epochs": 0}, "at least 1"),
+    ({"batch_size": 0}, "at least 1"),
+    ({"patience": 0}, "at least 1"),
+    ({"learning_rate": 0.0}, "out of range"),
+    ({"learning_rate": 1.5}, "out of range"),
+    ({"max_length": 8}, "use 16 to 4096"),
+    ({"min_confidence": 1.5}, "0..1"),
+])
+def test_train_config_is_validated(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(LlmaaaError, match=message):
+        TrainConfig(**options)
+
+
+# --- it learns -----------------------------------------------------------------------------------------------------
+
+GOOD = ("good", "great", "excellent", "lovely", "perfect")
+BAD = ("bad", "awful", "terrible", "broken", "poor")
+THINGS = ("lamp", "chair", "phone", "jacket", "kettle", "desk", "bike", "camera", "printer", "sofa", "watch",
+          "blender")
+
+
+def sentiment_records(prefix: str, things: tuple[str, ...]) -> list[dict[str, Any]]:
+    records = []
+    for i, thing in enumerate(things):
+        for j, (good, bad) in enumerate(zip(GOOD, BAD, strict=True)):
+            records.append({"id": f"{prefix}-{i}-{j}-p", "text": f"the {thing} was {good} .", "label": "positive"})
+            records.append({"id": f"{prefix}-{i}-{j}-n", "text": f"the {thing} was {bad} .", "label": "negative"})
+    return records
+
+
+def test_the_student_learns_a_separable_task_well_above_chance(make_project: Any, write_file: Any,
+                                                                tiny_encoder: Path, tmp_path: Path) -> None:
+    project = make_project("classify", labels=["positive", "negative"])
+    train = sentiment_records("train", THINGS[:8])  # 80 texts
+    project.import_corpus(write_file("corpus.jsonl", train))
+    project.import_gold(write_file("dev.jsonl", sentiment_records("dev", THINGS[8:])), "dev")  # unseen things
+    labels = [{"id": record["id"], "label": record["label"], "confidence": 1.0} for record in train]
+    project.import_annotations(write_file("llm.jsonl", labels), "teacher")
+
+    report = train_student(project, tiny_encoder, tmp_path, epochs=12, patience=12, batch_size=16,
+                           learning_rate=5e-3, seed=0)  # passes for seeds 0-9 in about half a second
+    history = report.metrics["history"]
+    assert history[-1]["validation_loss"] < 0.3 < history[0]["validation_loss"]
+    assert report.metrics["validation"]["n"] == 40
+    assert report.metrics["validation"]["accuracy"] >= 0.9, report.metrics
+
+    model, encoder = load_student(report.folder)  # the saved checkpoint is the model that was scored
+    dev = list(project.store.examples("dev"))
+    predicted = [label for label, _, _ in predict(model, encoder, dev)]
+    accuracy = np.mean([label == example.label for label, example in zip(predicted, dev, strict=True)])
+    assert accuracy == pytest.approx(report.metrics["validation"]["accuracy"])
+
+
+# --- failures ------------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_student_is_a_clear_error_before_anything_is_recorded(classify_project: Project,
+                                                                        tmp_path: Path) -> None:
+    with pytest.raises(LlmaaaError, match="not found: give a path to a model folder"):
+        Trainer(classify_project, TrainConfig(student=str(tmp_path / "nowhere")), tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LlmaaaError, match="expected a folder with config.json"):
+        Trainer(classify_project, TrainConfig(student=str(tmp_path / "empty")), tmp_path)
+    assert classify_project.store.student_runs() == []
+
+
+@pytest.mark.parametrize("removed", [("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"),
+                                     ("model.safetensors",)], ids=["no-tokenizer", "no-weights"])
+def test_an_incomplete_student_folder_is_a_clear_error(removed: tuple[str, ...], classify_project: Project,
+                                                       tiny_encoder: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-student"
+    shutil.copytree(tiny_encoder, broken)
+    for name in removed:
+        (broken / name).unlink()
+    with pytest.raises(LlmaaaError, match="broken-student"):
+        train_student(classify_project, broken, tmp_path)
+
+
+def test_a_max_length_beyond_the_student_positions_is_a_clear_error(classify_project: Project, write_file: Any,
+                                                                   tiny_encoder: Path, tmp_path: Path) -> None:
+    long_text = " ".join(["the lamp was good ."] * 200)  # about 1000 sub-words; the tiny BERT has 512 positions
+    classify_project.import_corpus(write_file("long.jsonl", [{"id": "long", "text": long_text}]))
+    classify_project.import_annotations(write_file("long-llm.jsonl", [{"id": "long", "label": "positive"}]), "teacher")
+    with pytest.raises(LlmaaaError, match="512"):
+        train_student(classify_project, tiny_encoder, tmp_path, max_length=1024)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [Stop("power cut in epoch 1"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_a_run_that_raises_mid_training_is_recorded_as_failed(error: BaseException, classify_project: Project,
+                                                              tiny_encoder: Path, tmp_path: Path) -> None:
+    steps: list[TrainProgress] = []
+
+    def interrupt(progress: TrainProgress) -> None:
+        steps.append(progress)
+        if len(steps) == 2:
+            raise error
+
+    with pytest.raises(type(error)):
+        train_student(classify_project, tiny_encoder, tmp_path, on_progress=interrupt)
+    (run,) = classify_project.store.student_runs()
+    assert run["status"] == "failed" and run["finished_at"] is not None
+    assert run["metrics"] == {"error": str(error)}
+    assert classify_project.store.artifacts() == []
+    report = train_student(classify_project, tiny_encoder, tmp_path)  # the next run is unaffected
+    assert [r["status"] for r in classify_project.store.student_runs()] == ["failed", "done"]
+    assert report.run_id == 2
+
+
+# --- input encoding ------------------------------------------------------------------------------------------------
+
+
+def encoder_for(tiny_encoder: Path, task: str, labels: tuple[str, ...], max_length: int = 64) -> InputEncoder:
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    if task == "re":
+        from tokenizers import AddedToken
+
+        tokenizer.add_special_tokens([AddedToken(marker, normalized=False) for marker in MARKERS])
+    return InputEncoder(tokenizer, StudentSpec(task, labels, max_length, "tiny"))  # type: ignore[arg-type]
+
+
+NER_TAGS = bio_labels(["PER", "LOC"])
+
+
+def ner_example(tokens: list[str], spans: tuple[Span, ...]) -> Example:
+    return Example("n1", " ".join(tokens), tokens=tuple(tokens), label=spans)
+
+
+def test_ner_tags_sit_on_the_first_sub_word_of_each_word(tiny_encoder: Path) -> None:
+    encoder = encoder_for(tiny_encoder, "ner", NER_TAGS)
+    tokens = ["Maria", "Olsen", "visited", "Bergholm", "troops", "U.S.", "."]
+    spans = (Span(0, 2, "PER"), Span(3, 4, "LOC"))
+    example = ner_example(tokens, spans)
+    (item,) = encoder.encode([example])
+    word_ids = encoder.tokenizer.encode(tokens, is_pretokenized=True).word_ids
+    assert any(word_ids.count(word) > 1 for word in range(len(tokens)))  # some words are split into sub-words
+    assert len(item.word_index) == len(item.ids) == len(word_ids)
+    for word in range(len(tokens)):
+        first = word_ids.index(word)
+        assert item.word_index[first] == word
+        assert item.word_index.count(word) == 1
+    targets = encoder.targets([example], [item])
+    assert targets.shape == (1, len(item.ids))
+    expected = ["B-PER", "I-PER", "O", "B-LOC", "O", "O", "O"]
+    for position, word in enumerate(item.word_index):
+        if word >= 0:
+            assert NER_TAGS[targets[0, position]] == expected[word]
+        else:
+            assert targets[0, position] == -100  # [CLS], [SEP] and every later sub-word
+    assert (targets[0] != -100).sum() == len(tokens)
+
+
+def test_ner_logits_decode_to_spans_per_word(tiny_encoder: Path) -> None:
+    encoder = encoder_for(tiny_encoder, "ner", NER_TAGS)
+    example = ner_example(["Maria", "Olsen", "visited", "Bergholm"], ())
+    (item,) = encoder.encode([example])
+    logits = np.zeros((len(item.ids), len(NER_TAGS)), dtype=np.float32)
+    wanted = {0: "B-PER", 1: "I-PER", 2: "O", 3: "I-LOC"}  # a stray I-LOC opens an entity
+    for position, word in enumerate(item.word_index):
+        tag = wanted[word] if word >= 0 else "I-PER"  # later sub-words and specials are ignored
+        logits[position, NER_TAGS.index(tag)] = 5.0
+    label, probabilities, confidence = decode(encoder.spec, example, item, logits)
+    assert label == (Span(0, 2, "PER"), Span(3, 4, "LOC"))
+    assert probabilities is None
+    assert confidence == pytest.approx(math.exp(5) / (math.exp(5) + len(NER_TAGS) - 1))
+
+
+def test_classification_logits_decode_to_label_probabilities(tiny_encoder: Path) -> None:
+    encoder = encoder_for(tiny_encoder, "classify", ("positive", "negative"))
+    example = Example("c1", "fine")
+    (item,) = encoder.encode([example])
+    label, probabilities, confidence = decode(encoder.spec, example, item, np.array([0.0, 2.0], np.float32))
+    assert label == "negative"
+    assert probabilities == pytest.approx({"positive": 1 / (1 + math.e ** 2), "negative": 1 / (1 + math.e ** -2)})
+    assert confidence == pytest.approx(probabilities["negative"])
+
+
+def relation_example(tokens: list[str], head: tuple[int, int], tail: tuple[int, int]) -> Example:
+    return Example("r1", " ".join(tokens), tokens=tuple(tokens),
+                   head=Mention(" ".join(tokens[head[0] : head[1]]), *head),
+                   tail=Mention(" ".join(tokens[tail[0] : tail[1]]), *tail), label="born_in")
+
+
+def marker_ids(encoder: InputEncoder) -> dict[str, int]:
+    return {marker: encoder.tokenizer.token_to_id(marker) for marker in MARKERS}
+
+
+def test_relation_markers_point_at_the_marker_tokens(tiny_encoder: Path) -> None:
+    encoder = encoder_for(tiny_encoder, "re", tuple(TASK_LABELS["re"]))
+    ids = marker_ids(encoder)
+    forward = relation_example(["Lotte", "Jansen", "was", "born", "in", "Utrecht", "."], (0, 2), (5, 6))
+    backward = relation_example(["In", "Utrecht", "Lotte", "Jansen", "was", "born", "."], (2, 4), (1, 2))
+    items = encoder.encode([forward, backward])
+    for item in items:
+        head, tail = item.markers
+        assert item.ids[head] == ids["[E1]"] and item.ids[tail] == ids["[E2]"]
+        assert all(item.ids.count(marker_id) == 1 for marker_id in ids.values())
+    assert items[0].markers[0] < items[0].markers[1] and items[1].markers[1] < items[1].markers[0]
+    # the head's words sit between [E1] and [/E1]
+    head, _ = items[0].markers
+    closing = items[0].ids.index(ids["[/E1]"])
+    assert encoder.tokenizer.decode(items[0].ids[head + 1 : closing]) == "lotte jansen"
+    arrays = encoder.batch(items)
+    assert arrays["markers"].tolist() == [list(item.markers) for item in items]
+    assert set(arrays) == {"input_ids", "attention_mask", "markers"}
+
+
+def test_long_inputs_are_cut_to_max_length_keeping_cls_and_sep(tiny_encoder: Path) -> None:
+    cls_id, sep_id = (Tokenizer.from_file(str(tiny_encoder / "tokenizer.json")).token_to_id(t)
+                      for t in ("[CLS]", "[SEP]"))
+    classify = encoder_for(tiny_encoder, "classify", ("positive", "negative"), max_length=16)
+    (item,) = classify.encode([Example("c1", " ".join(["the lamp was good ."] * 20))])
+    assert len(item.ids) == 16 and item.ids[0] == cls_id and item.ids[-1] == sep_id
+
+    ner = encoder_for(tiny_encoder, "ner", NER_TAGS, max_length=16)
+    tokens = ["Maria", "Olsen"] + ["walked"] * 30 + ["Bergholm"]
+    example = ner_example(tokens, (Span(0, 2, "PER"), Span(32, 33, "LOC")))
+    (item,) = ner.encode([example])
+    assert len(item.ids) == len(item.word_index) == 16
+    assert item.ids[-1] == sep_id and item.word_index[-1] == -1
+    word_ids = ner.tokenizer.encode(tokens, is_pretokenized=True).word_ids
+    kept = sorted({word for word in word_ids[:15] if word is not None})  # words that start before the cut
+    assert 2 < len(kept) < len(tokens)
+    assert [word for word in item.word_index if word >= 0] == kept
+    targets = ner.targets([example], [item])
+    assert targets.shape == (1, 16) and (targets[0] != -100).sum() == len(kept)
+    logits = np.zeros((16, len(NER_TAGS)), np.float32)
+    logits[:, NER_TAGS.index("B-LOC")] = 1.0  # words past the cut cannot be tagged: they stay outside entities
+    label, _, _ = decode(ner.spec, example, item, logits)
+    assert label == tuple(Span(i, i + 1, "LOC") for i in kept)
+
+
+@pytest.mark.parametrize(("head", "tail", "closed"), [
+    ((100, 102), (110, 111), True),
+    ((110, 111), (100, 102), True),
+    ((3, 4), (12, 14), True),
+    ((190, 191), (197, 198), True),
+    ((185, 186), (198, 199), False),  # [E1] … [/E2] is longer than the window: the opening markers are kept
+], ids=["middle", "tail-first", "near-start", "near-end", "wide"])
+def test_relation_windows_keep_both_markers(tiny_encoder: Path, head: tuple[int, int], tail: tuple[int, int],
+                                            closed: bool) -> None:
+    encoder = encoder_for(tiny_encoder, "re", tuple(TASK_LABELS["re"]), max_length=32)
+    ids = marker_ids(encoder)
+    example = relation_example(["walked"] * 200, head, tail)  # "walked" is two sub-words: 406 ids in all
+    (item,) = encoder.encode([example])
+    assert len(item.ids) == 32
+    assert item.ids[0] == encoder.tokenizer.token_to_id("[CLS]")
+    assert item.ids[-1] == encoder.tokenizer.token_to_id("[SEP]")
+    assert item.ids[item.markers[0]] == ids["[E1]"] and item.ids[item.markers[1]] == ids["[E2]"]
+    assert (ids["[/E1]"] in item.ids and ids["[/E2]"] in item.ids) == closed
+
+
+def test_relation_mentions_too_far_apart_fall_back_to_cls(tiny_encoder: Path) -> None:
+    encoder = encoder_for(tiny_encoder, "re", tuple(TASK_LABELS["re"]), max_length=32)
+    (item,) = encoder.encode([relation_example(["walked"] * 200, (5, 6), (150, 151))])
+    assert len(item.ids) == 32
+    assert item.ids[item.markers[0]] == marker_ids(encoder)["[E1]"]
+    assert item.markers[1] == 0  # [CLS]: the tail marker is outside the window
+
+
+@pytest.mark.parametrize(("tags", "spans"), [
+    (["O", "O"], ()),
+    (["B-PER", "I-PER", "O"], (Span(0, 2, "PER"),)),
+    (["I-PER", "I-PER", "O"], (Span(0, 2, "PER"),)),
+    (["O", "I-LOC", "O"], (Span(1, 2, "LOC"),)),
+    (["B-PER", "I-LOC", "I-LOC"], (Span(0, 1, "PER"), Span(1, 3, "LOC"))),
+    (["B-PER", "B-PER", "I-PER"], (Span(0, 1, "PER"), Span(1, 3, "PER"))),
+    (["B-LOC", "O", "I-LOC"], (Span(0, 1, "LOC"), Span(2, 3, "LOC"))),
+    (["I-ORG"], (Span(0, 1, "ORG"),)),
+])
+def test_repair_bio_turns_a_stray_inside_tag_into_a_beginning(tags: list[str], spans: tuple[Span, ...]) -> None:
+    assert repair_bio(tags) == spans
