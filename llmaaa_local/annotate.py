@@ -266,7 +266,9 @@ def load_embedder(name: str, models_dir: Path, project: Project) -> Callable[[Se
     """The kNN sentence embedder, with vectors cached in the project database."""
     from .embedder import Embedder, embeddings
 
-    embedder = Embedder(resolve(name, models_dir, "hf"))
+    folder = resolve(name, models_dir, "hf")
+    verified_sha256(folder, models_dir)
+    embedder = Embedder(folder)
     return lambda examples: embeddings(project.store, embedder, examples)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 MARKS = "o*x+#@"
 
@@ -32,4 +33,22 @@ def line_plot(series: Mapping[str, Sequence[tuple[float, float]]], width: int = 
     lines.append(" " * 8 + f"{x_low:<10g}{'labeled examples':^{max(width - 20, 0)}}{x_high:>10g}")
     legend = "   ".join(f"{mark} {name}" for mark, name in zip(MARKS, series, strict=False))
     lines.append(" " * 8 + legend + (f"   (y: {y_label})" if y_label else ""))
+    return "\n".join(lines)
+
+
+def learning_curve_text(curve: list[dict[str, Any]]) -> str:
+    """The loop's rounds as a table and a terminal plot (LLM label quality and student quality)."""
+    if not curve:
+        return "  no finished round yet"
+    metric = next((key for key in ("f1", "accuracy") if key in curve[-1]["student"]), None)
+    lines = [f"  {'round':>5} {'labeled':>7} {'LLM ' + (metric or ''):>12} {'student ' + (metric or ''):>16} "
+             f"{'seconds':>8}"]
+    for row in curve:
+        llm, student = row["llm"].get(metric), row["student"].get(metric)
+        lines.append(f"  {row['round']:>5} {row['labeled']:>7} {'-' if llm is None else f'{llm:.4f}':>12} "
+                     f"{'-' if student is None else f'{student:.4f}':>16} {row['seconds']:>8.0f}")
+    if metric:
+        series = {f"student {metric}": [(r["labeled"], r["student"][metric]) for r in curve if metric in r["student"]],
+                  f"LLM labels {metric}": [(r["labeled"], r["llm"][metric]) for r in curve if metric in r["llm"]]}
+        lines.append(line_plot(series, y_label=metric))
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .charts import learning_curve_text
 from .config import (
     GOLD_SPLITS,
     TASKS,
@@ -25,7 +27,7 @@ from .config import (
     parse_labels,
     read_labels_file,
 )
-from .errors import LlmaaaError
+from .errors import LlmaaaError, explain
 from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
 from .project import LABEL_SOURCES, ImportReport, Project
 from .strategies import STRATEGIES
@@ -53,6 +55,12 @@ def friendly(command: F) -> F:
             return command(*args, **kwargs)
         except LlmaaaError as error:
             click.secho(f"error: {error}", fg="red", err=True)
+            sys.exit(1)
+        except (sqlite3.Error, OSError) as error:
+            explained = explain(error)
+            if explained is None:
+                raise
+            click.secho(f"error: {explained}", fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: everything stored so far is kept; rerun to continue", err=True)
@@ -184,26 +192,6 @@ def status(obj: Context, as_json: bool) -> None:
     for name, curve in info["loops"].items():
         click.echo(f"\nactive-learning loop {name!r}:")
         click.echo(learning_curve_text(curve))
-
-
-def learning_curve_text(curve: list[dict[str, Any]]) -> str:
-    """The loop's rounds as a table and a terminal plot (LLM label quality and student quality)."""
-    from .charts import line_plot
-
-    if not curve:
-        return "  no finished round yet"
-    metric = next((key for key in ("f1", "accuracy") if key in curve[-1]["student"]), None)
-    lines = [f"  {'round':>5} {'labeled':>7} {'LLM ' + (metric or ''):>12} {'student ' + (metric or ''):>16} "
-             f"{'seconds':>8}"]
-    for row in curve:
-        llm, student = row["llm"].get(metric), row["student"].get(metric)
-        lines.append(f"  {row['round']:>5} {row['labeled']:>7} {'-' if llm is None else f'{llm:.4f}':>12} "
-                     f"{'-' if student is None else f'{student:.4f}':>16} {row['seconds']:>8.0f}")
-    if metric:
-        series = {f"student {metric}": [(r["labeled"], r["student"][metric]) for r in curve if metric in r["student"]],
-                  f"LLM labels {metric}": [(r["labeled"], r["llm"][metric]) for r in curve if metric in r["llm"]]}
-        lines.append(line_plot(series, y_label=metric))
-    return "\n".join(lines)
 
 
 @main.command(name="export-labels")

@@ -27,7 +27,7 @@ class Embedder:
         self.name = f"{folder.name}:{sha256_file(weights)[:12] if weights else 'unknown'}"
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch

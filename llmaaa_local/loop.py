@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .annotate import AnnotateConfig, Annotator
+from .annotate import AnnotateConfig, AnnotateProgress, Annotator
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .student import TrainProgress
 from .errors import LlmaaaError
 from .project import Project
 from .records import Example, Label
@@ -85,13 +88,17 @@ class RoundEvent:
 
 class ActiveLearningLoop:
     def __init__(self, project: Project, config: LoopConfig, annotator: Annotator, models_dir: Path,
-                 on_event: Callable[[RoundEvent], None] | None = None) -> None:
+                 on_event: Callable[[RoundEvent], None] | None = None,
+                 on_annotate: Callable[[AnnotateProgress], None] | None = None,
+                 on_train: Callable[[TrainProgress], None] | None = None) -> None:
         self.project = project
         self.store = project.store
         self.config = config
         self.annotator = annotator
         self.models_dir = models_dir
         self.on_event = on_event or (lambda event: None)
+        self.on_annotate = on_annotate
+        self.on_train = on_train
         self.task = task_for(project.settings)
 
     def run(self) -> list[dict[str, Any]]:
@@ -119,7 +126,7 @@ class ActiveLearningLoop:
         if row["status"] == "selected":
             self.on_event(RoundEvent(number, total, "annotate", f"{len(row['selected'])} examples"))
             report = self.annotator.run(AnnotateConfig(ids=tuple(row["selected"]), calibrate=number == 0,
-                                                       round_id=row["id"]))
+                                                       round_id=row["id"]), self.on_annotate)
             cost = {"tokens_in": report.tokens_in, "tokens_evaluated": report.tokens_evaluated,
                     "tokens_out": report.tokens_out, "llm_seconds": report.seconds, "cached": report.cached}
             self.store.update_round(row["id"], status="annotated", llm=self._llm_quality(labeled), cost=cost,
@@ -131,7 +138,7 @@ class ActiveLearningLoop:
                             seed=self.config.train.seed)
             from .student import Trainer
 
-            trained = Trainer(self.project, train, self.models_dir).run()
+            trained = Trainer(self.project, train, self.models_dir, self.on_train).run()
             student = {"run_id": trained.run_id, **trained.metrics.get("test", trained.metrics.get("validation", {}))}
             self.store.update_round(row["id"], status="trained", student=student,
                                     seconds=time.perf_counter() - started)

@@ -329,8 +329,12 @@ def _hf_cache_snapshot(model_id: str) -> Path | None:
 
 
 def verified_sha256(path: Path, models_dir: Path) -> str:
-    """The file's sha256, checked against the checksum recorded when it was pulled (if it was)."""
-    digest = sha256_file(path)
+    """The sha256 of a model file (of a folder's weights), checked against the checksum recorded when it was
+    pulled, if it was: a model changed on disk since is refused before it is loaded."""
+    weights = _weights(path) if path.is_dir() else path
+    if weights is None:
+        raise LlmaaaError(f"{path}: no weights file ({', '.join(_WEIGHT_FILES)}) in this model folder")
+    digest = sha256_file(weights)
     for name, entry in _read_json(models_dir / MANIFEST).items():
         if (models_dir / entry["path"]).resolve() == path.resolve() and entry["sha256"] != digest:
             raise LlmaaaError(f"{path}: the file changed since it was pulled (sha256 {digest[:12]}…, recorded "

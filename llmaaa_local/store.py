@@ -226,9 +226,23 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all."""
-        with self.db.atomic():
+        """All writes inside commit together or not at all; nested calls become savepoints.
+
+        The outermost one starts with BEGIN IMMEDIATE: it waits (busy timeout) for the write lock up front, instead
+        of failing at its first write when another process wrote since it began reading (SQLITE_BUSY_SNAPSHOT).
+        """
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
 
     # settings -------------------------------------------------------------------------------------------------
 
@@ -239,7 +253,7 @@ class Store:
         return ProjectSettings.from_dict(json.loads(row[0]))
 
     def save_settings(self, settings: ProjectSettings) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.table("settings").upsert({"key": "project", "value": json.dumps(settings.to_dict())}, pk="key")
 
     # examples -------------------------------------------------------------------------------------------------
@@ -287,7 +301,7 @@ class Store:
                     created,
                 )
             )
-        with self.db.atomic():
+        with self.transaction():
             self.db.conn.executemany(
                 "INSERT INTO examples (id, seq, split, text, tokens, offsets, head, tail, gold, reference, "
                 "content_hash, source_file, source_line, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -297,14 +311,14 @@ class Store:
 
     def set_gold(self, example_id: str, split: Split, label: Label) -> None:
         """Make an example gold: a gold import of a pool text, or a human correction from review."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute(
                 "UPDATE examples SET split = ?, gold = ? WHERE id = ?", [split, label_to_json(label), example_id]
             )
 
     def set_reference(self, example_id: str, label: Label) -> None:
         """A corpus re-import that now carries a hidden label for an example stored without one."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("UPDATE examples SET reference = ? WHERE id = ?", [label_to_json(label), example_id])
 
     def examples(self, split: Split | None = None, ids: Sequence[str] | None = None) -> Iterator[Example]:
@@ -365,7 +379,7 @@ class Store:
         return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
 
     def save_embeddings(self, embedder: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO embeddings (example_id, embedder, vector) VALUES (?, ?, ?)",
                 [(example_id, embedder, np.asarray(vector, np.float32).tobytes()) for example_id, vector in items],
@@ -385,7 +399,7 @@ class Store:
         row = annotation.to_row()
         row["created_at"] = now()
         columns = ", ".join(row)
-        with self.db.atomic():
+        with self.transaction():
             cursor = self.db.execute(
                 f"INSERT OR IGNORE INTO annotations ({columns}) VALUES ({', '.join('?' * len(row))})",
                 list(row.values()),
@@ -418,7 +432,7 @@ class Store:
 
     def update_calibrated(self, updates: Sequence[tuple[int, str, dict[str, float], float]]) -> None:
         """Set (annotation id, label, calibrated probabilities, confidence) after a new calibration."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.conn.executemany(
                 "UPDATE annotations SET label = ?, calibrated = ?, confidence = ? WHERE id = ?",
                 [(json.dumps(label), json.dumps(probs), conf, aid) for aid, label, probs, conf in updates],
@@ -453,19 +467,19 @@ class Store:
     # students ---------------------------------------------------------------------------------------------------
 
     def start_student_run(self, student: str, data_mode: str, config: dict[str, Any], round_id: int | None) -> int:
-        with self.db.atomic():
+        with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO student_runs (student, data_mode, config, status, round_id, started_at) "
                 "VALUES (?, ?, ?, 'running', ?, ?)", [student, data_mode, _json(config), round_id, now()])
         return int(cursor.lastrowid or 0)
 
     def finish_student_run(self, run_id: int, status: str, metrics: dict[str, Any]) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("UPDATE student_runs SET status = ?, metrics = ?, finished_at = ? WHERE id = ?",
                             [status, _json(metrics), now(), run_id])
 
     def add_artifact(self, run_id: int, kind: str, path: str, sha256: str, info: dict[str, Any]) -> int:
-        with self.db.atomic():
+        with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO artifacts (run_id, kind, path, sha256, info, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [run_id, kind, path, sha256, _json(info), now()])
@@ -515,7 +529,7 @@ class Store:
 
     def start_round(self, loop: str, number: int, strategy: str, config: dict[str, Any],
                     selected: Sequence[str]) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self._insert_round(loop, number, strategy, config, selected)
 
     def _insert_round(self, loop: str, number: int, strategy: str, config: dict[str, Any],
@@ -527,14 +541,14 @@ class Store:
 
     def update_round(self, round_id: int, status: str, seconds: float, **fields: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute(f"UPDATE rounds SET status = ?, seconds = ?{', ' + sets if sets else ''} WHERE id = ?",
                             [status, round(seconds, 3), *(_json(v) for v in fields.values()), round_id])
 
     def finish_round(self, round_id: int, seconds: float, loop: str, next_number: int, strategy: str,
                      config: dict[str, Any], next_selected: Sequence[str]) -> None:
         """Close a round and store the next round's selection in one transaction."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute("UPDATE rounds SET status = 'done', seconds = ?, finished_at = ? WHERE id = ?",
                             [round(seconds, 3), now(), round_id])
             if next_selected:
@@ -548,7 +562,7 @@ class Store:
 
     def add_predictions(self, artifact_id: int,
                         rows: Sequence[tuple[str, Label, dict[str, float] | None, float]]) -> None:
-        with self.db.atomic():
+        with self.transaction():
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO predictions (artifact_id, example_id, label, probs, confidence) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -573,7 +587,7 @@ class Store:
     def record_review(self, example_id: str, decision: str, label: Label, llm_label: Label | None,
                       student_label: Label | None) -> None:
         """A human decision: the example becomes gold in the demo pool and the decision is kept."""
-        with self.db.atomic():
+        with self.transaction():
             self.db.execute(
                 "UPDATE examples SET split = 'demo', gold = ? WHERE id = ?", [label_to_json(label), example_id])
             self.db.execute(

@@ -23,7 +23,7 @@ from torch.nn import functional
 from .config import TrainConfig
 from .encoding import MARKERS, RELATION_HEAD, Encoded, InputEncoder, StudentSpec, bio_labels, decode
 from .errors import LlmaaaError
-from .models import resolve, sha256_file
+from .models import resolve, sha256_file, verified_sha256
 from .project import Project
 from .records import Example, Label
 from .tasks import task_for
@@ -64,13 +64,13 @@ class StudentModel(nn.Module):
         if spec.task == "classify":
             self.net = AutoModelForSequenceClassification.from_pretrained(
                 str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
-                **names)
+                use_safetensors=True, **names)
         elif spec.task == "ner":
             self.net = AutoModelForTokenClassification.from_pretrained(
                 str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
-                **names)
+                use_safetensors=True, **names)
         else:
-            self.net = AutoModel.from_pretrained(str(source), local_files_only=True)
+            self.net = AutoModel.from_pretrained(str(source), local_files_only=True, use_safetensors=True)
             if vocabulary is not None:
                 self.net.resize_token_embeddings(vocabulary)
             hidden = self.net.config.hidden_size
@@ -198,6 +198,7 @@ class Trainer:
         self.settings = project.settings
         self.base = resolve(config.student, models_dir, "hf")
         _check_student_folder(self.base, config.max_length)
+        verified_sha256(self.base, models_dir)
         self.on_progress = on_progress
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -358,8 +359,10 @@ class Trainer:
 
 def _check_student_folder(folder: Path, max_length: int) -> None:
     """Fail early, naming the folder, when it cannot be a student: no weights, no tokenizer, too few positions."""
-    if not any((folder / name).exists() for name in ("model.safetensors", "pytorch_model.bin")):
-        raise LlmaaaError(f"{folder}: no model.safetensors (or pytorch_model.bin) in this student folder")
+    if not (folder / "model.safetensors").exists():
+        found = " (it has pytorch_model.bin: pickled weights are not loaded; save the model with "\
+            "safe_serialization=True)" if (folder / "pytorch_model.bin").exists() else ""
+        raise LlmaaaError(f"{folder}: no model.safetensors in this student folder{found}")
     if not any((folder / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")):
         raise LlmaaaError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt) in this student folder")
     try:

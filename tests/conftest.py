@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from importlib.resources import files
@@ -186,3 +187,22 @@ def train_student(project: Project, encoder: Path, models_dir: Path, **overrides
     options: dict[str, Any] = {"epochs": 2, "batch_size": 8, "max_length": 64, "threads": 1, **overrides}
     on_progress = options.pop("on_progress", None)
     return Trainer(project, TrainConfig(student=str(encoder), **options), models_dir, on_progress).run()
+
+
+class NetworkAccess(AssertionError):
+    """A test tried to reach the network; the tool must work offline (only `models pull` may, through pip)."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with outbound connections refused (local sockets, used by asyncio, stay allowed)."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0] if isinstance(address, tuple) else str(address)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise NetworkAccess(f"network access to {address!r} during a test")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)

@@ -1,48 +1,315 @@
-"""The Textual app: a keyboard-first face on the library's public API (project status for now)."""
+"""The Textual app: the whole job from the keyboard, as a client of the library's public API.
+
+Long work (annotate, train, export, label, the active-learning loop, model pulls, imports) runs in one worker
+thread at a time; it reports through messages, and pause/resume/cancel reach it through a JobControl that the
+library's progress callbacks consult, so the UI never blocks and a cancel loses nothing already stored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.config import TeacherSettings
+from llmaaa_local.errors import LlmaaaError, explain
+from llmaaa_local.jobs import Cancelled, JobControl
+from llmaaa_local.llm import LLM
+from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
+
+from .panes import ExportPane, HomePane, MetricsPane, ModelsPane, ReviewPane, RunPane
+from .screens import HelpScreen, SpanEditor
+
+TeacherFactory = Callable[[TeacherSettings, Path], LLM]
+Job = Callable[[Project, JobControl], str]
+TABS = ("home", "models", "run", "review", "metrics", "export")
+
+
+@dataclass
+class Choices:
+    """What the user picked on the Models tab: the teacher and how it runs, and the student."""
+
+    teacher: TeacherSettings
+    student: str = DEFAULT_STUDENT
+    embedder: str = DEFAULT_STUDENT
+
+
+class JobStarted(Message):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class JobProgress(Message):
+    """A progress report from the worker: counts, a rates line, and optionally the newest annotation."""
+
+    def __init__(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
+                 ) -> None:
+        super().__init__()
+        self.name, self.done, self.total, self.rates, self.latest = name, done, total, rates, latest
+
+
+class JobLog(Message):
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
+class JobEnded(Message):
+    def __init__(self, name: str, summary: str, failed: bool) -> None:
+        super().__init__()
+        self.name, self.summary, self.failed = name, summary, failed
+
+
+class ActionCommands(Provider):
+    """Every action of the app in the command palette."""
+
+    COMMANDS = [
+        ("Annotate pool examples with the LLM", "annotate"), ("Train the student", "train"),
+        ("Export the student to ONNX", "export_student"), ("Label the corpus with the student", "label"),
+        ("Run the active-learning loop", "loop"), ("Pause the running job", "pause"),
+        ("Resume the paused job", "resume"), ("Cancel the running job", "cancel"),
+        ("Import a file", "import_file"), ("Open or create a project", "show_tab('home')"),
+        ("Pull the default models", "pull_defaults"), ("Review queue", "show_tab('review')"),
+        ("Metrics and learning curves", "show_tab('metrics')"), ("Export labels", "show_tab('export')"),
+        ("Refresh", "refresh"), ("Help and key bindings", "help"),
+    ]
+
+    async def discover(self) -> Hits:
+        for text, action in self.COMMANDS:
+            yield DiscoveryHit(text, self._runner(action), help=action)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, action in self.COMMANDS:
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), self._runner(action), help=action)
+
+    def _runner(self, action: str) -> Callable[[], Any]:
+        async def run() -> None:
+            await self.app.run_action(action)
+
+        return run
 
 
 class LlmaaaApp(App[None]):
-    """Shows a project's task, labels and counts; later screens drive annotation, training and review."""
+    """llmaaa-local: projects, models, live annotation and training, review, metrics and export."""
 
     TITLE = "llmaaa-local"
-    BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("q", "quit", "Quit")]
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ActionCommands}
+    BINDINGS = [
+        Binding("1", "show_tab('home')", "Home"), Binding("2", "show_tab('models')", "Models"),
+        Binding("3", "show_tab('run')", "Run"), Binding("4", "show_tab('review')", "Review"),
+        Binding("5", "show_tab('metrics')", "Metrics"), Binding("6", "show_tab('export')", "Export"),
+        Binding("p", "pause", "Pause", show=False), Binding("u", "resume", "Resume", show=False),
+        Binding("x", "cancel", "Cancel", show=False), Binding("f5", "refresh", "Refresh"),
+        Binding("question_mark", "help", "Help"), Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
 
-    def __init__(self, project_dir: Path) -> None:
+    def __init__(self, project_dir: Path | None = None, models_dir: Path | None = None,
+                 teacher_factory: TeacherFactory | None = None) -> None:
         super().__init__()
         self.project_dir = project_dir
+        self.models_dir = models_dir or default_models_dir()
+        self.choices = Choices(TeacherSettings())
+        self.teacher_factory = teacher_factory or _load_teacher
+        self.control: JobControl | None = None
+        self.job_name = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="summary")
-        yield DataTable(id="counts")
+        with TabbedContent(id="tabs", initial="home"):
+            with TabPane("1 Home", id="home"):
+                yield HomePane()
+            with TabPane("2 Models", id="models"):
+                yield ModelsPane()
+            with TabPane("3 Run", id="run"):
+                yield RunPane()
+            with TabPane("4 Review", id="review"):
+                yield ReviewPane()
+            with TabPane("5 Metrics", id="metrics"):
+                yield MetricsPane()
+            with TabPane("6 Export", id="export"):
+                yield ExportPane()
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#counts", DataTable)
-        table.add_columns("split", "examples")
         self.action_refresh()
 
+    # --- project access --------------------------------------------------------------------------------------
+
+    def open_project(self) -> Project:
+        """A fresh connection for the calling thread (SQLite connections stay in their thread)."""
+        if self.project_dir is None:
+            raise LlmaaaError("no project is open: create or open one on the Home tab")
+        return Project.open(self.project_dir)
+
+    def set_project(self, folder: Path) -> None:
+        self.project_dir = folder
+        self.sub_title = str(folder)
+        self.action_refresh()
+
+    # --- actions ---------------------------------------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def _tab_opened(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_panes()
+        pane = event.pane.query_children().first()
+        pane.focus()
+
     def action_refresh(self) -> None:
-        summary = self.query_one("#summary", Static)
-        table = self.query_one("#counts", DataTable)
-        table.clear()
+        self.sub_title = str(self.project_dir or "no project")
+        self.refresh_panes()
+
+    def refresh_panes(self) -> None:
+        for pane in self.query("HomePane, ModelsPane, RunPane, ReviewPane, MetricsPane, ExportPane"):
+            pane.refresh_from_project()  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.bindings_help()))
+
+    def bindings_help(self) -> list[tuple[str, str]]:
+        """Every key: the app's, each tab's, and the NER span editor's."""
+        keys = [(b.key, b.description) for b in _bindings(self.BINDINGS)]
+        for pane in (HomePane, RunPane, ReviewPane, SpanEditor):
+            where = pane.__name__.removesuffix("Pane")
+            keys += [(b.key, f"{b.description or b.action} ({where})") for b in _bindings(pane.BINDINGS)]
+        return keys
+
+    def action_pause(self) -> None:
+        if self.control is not None:
+            self.control.pause()
+            self.notify(f"{self.job_name} paused; press u to resume")
+            self.query_one(RunPane).show_state("paused")
+
+    def action_resume(self) -> None:
+        if self.control is not None:
+            self.control.resume()
+            self.query_one(RunPane).show_state("running")
+
+    def action_cancel(self) -> None:
+        if self.control is not None:
+            self.control.cancel()
+            self.query_one(RunPane).show_state("cancelling")
+
+    def action_annotate(self) -> None:
+        self.query_one(RunPane).start("annotate")
+
+    def action_train(self) -> None:
+        self.query_one(RunPane).start("train")
+
+    def action_export_student(self) -> None:
+        self.query_one(RunPane).start("export")
+
+    def action_label(self) -> None:
+        self.query_one(RunPane).start("label")
+
+    def action_loop(self) -> None:
+        self.query_one(RunPane).start("loop")
+
+    def action_import_file(self) -> None:
+        self.action_show_tab("home")
+        self.query_one(HomePane).action_import()
+
+    def action_pull_defaults(self) -> None:
+        self.action_show_tab("models")
+        self.query_one(ModelsPane).pull_defaults()
+
+    # --- the worker --------------------------------------------------------------------------------------------
+
+    def run_job(self, name: str, job: Job, needs_project: bool = True) -> bool:
+        """Start `job` in the worker thread unless one is running; False when refused."""
+        if self.control is not None:
+            self.notify(f"{self.job_name} is still running: pause, cancel (x) or wait", severity="warning")
+            return False
+        if needs_project and self.project_dir is None:
+            self.notify("open or create a project first (Home tab)", severity="error")
+            return False
+        self.control, self.job_name = JobControl(), name
+        self._work(name, job, needs_project, self.control)
+        return True
+
+    @work(thread=True, exclusive=True, group="job", exit_on_error=False)
+    def _work(self, name: str, job: Job, needs_project: bool, control: JobControl) -> None:
+        self.post_message(JobStarted(name))
         try:
-            with Project.open(self.project_dir) as project:
-                status = project.status()
+            if needs_project:
+                with self.open_project() as project:
+                    summary = job(project, control)
+            else:
+                summary = job(None, control)  # type: ignore[arg-type]
+            self.post_message(JobEnded(name, summary, failed=False))
+        except Cancelled as stopped:
+            self.post_message(JobEnded(name, str(stopped), failed=False))
         except LlmaaaError as error:
-            summary.update(f"[red]{error}[/red]")
-            return
-        summary.update(f"{status['project']}  task: {status['task']}  labels: {', '.join(status['labels'])}")
-        for name, value in status["counts"].items():
-            table.add_row(name, str(value))
+            self.post_message(JobEnded(name, str(error), failed=True))
+        except Exception as error:  # noqa: BLE001 - any crash of a job is shown, never kills the UI
+            explained = explain(error)
+            self.post_message(JobEnded(name, str(explained) if explained else f"{type(error).__name__}: {error}",
+                                       failed=True))
+
+    @on(JobStarted)
+    def _job_started(self, message: JobStarted) -> None:
+        self.query_one(RunPane).on_started(message)
+
+    @on(JobProgress)
+    def _job_progress(self, message: JobProgress) -> None:
+        self.query_one(RunPane).on_progress(message)
+
+    @on(JobLog)
+    def _job_log(self, message: JobLog) -> None:
+        self.query_one(RunPane).on_log(message)
+        self.query_one(ModelsPane).add_log(message.line)
+
+    @on(JobEnded)
+    def _job_ended(self, message: JobEnded) -> None:
+        self.control = None
+        self.query_one(RunPane).on_ended(message.name, message.summary, message.failed)
+        if message.name == "import":
+            self.query_one(HomePane).show_result(message.summary, message.failed)
+        self.notify(f"{message.name}: {message.summary}", severity="error" if message.failed else "information",
+                    timeout=8)
+        self.refresh_panes()
+
+    def report(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
+               ) -> None:
+        """Called from the worker thread."""
+        self.post_message(JobProgress(name, done, total, rates, latest))
+
+    def log_line(self, line: str) -> None:
+        self.post_message(JobLog(line))
+
+    def teacher(self) -> LLM:
+        return self.teacher_factory(self.choices.teacher, self.models_dir)
+
+    def update_choices(self, **changes: Any) -> None:
+        teacher_fields = {k: v for k, v in changes.items() if k in TeacherSettings.__dataclass_fields__}
+        if teacher_fields:
+            self.choices.teacher = replace(self.choices.teacher, **teacher_fields)
+        for key in ("student", "embedder"):
+            if key in changes:
+                setattr(self.choices, key, changes[key])
+
+
+def _load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
+    from llmaaa_local.annotate import load_teacher
+
+    return load_teacher(settings, models_dir)
+
+
+def _bindings(items: Iterable[Binding | tuple[str, ...]]) -> list[Binding]:
+    return [item for item in items if isinstance(item, Binding)]

@@ -1,0 +1,601 @@
+"""The six tabs: Home (projects, import), Models, Run (live jobs), Review, Metrics, Export."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Log, ProgressBar, Select, Static
+
+from llmaaa_local.config import TASKS, ProjectSettings, TeacherSettings, TrainConfig, parse_labels
+from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.models import REGISTRY, list_models, pull
+from llmaaa_local.project import Project
+from llmaaa_local.records import Span
+from llmaaa_local.strategies import STRATEGIES
+
+from .screens import ImportScreen, SpanEditor
+
+if TYPE_CHECKING:
+    from llmaaa_local.jobs import JobControl
+
+    from .app import JobLog, JobProgress, JobStarted, LlmaaaApp
+
+FEED_ROWS = 50
+
+
+class Pane(Widget, can_focus=True):
+    """A tab's content; `refresh_from_project` re-reads what it shows. It takes the focus when its tab opens, so
+    its key bindings work at once."""
+
+    @property
+    def main(self) -> LlmaaaApp:
+        return cast("LlmaaaApp", self.app)
+
+    def refresh_from_project(self) -> None:
+        """Re-read the project; panes without project data do nothing."""
+
+    def project_or_none(self) -> Project | None:
+        try:
+            return self.main.open_project()
+        except LlmaaaError:
+            return None
+
+
+# --- Home ------------------------------------------------------------------------------------------------------------
+
+
+class HomePane(Pane):
+    BINDINGS = [Binding("i", "import", "Import file")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("no project open", id="project-info")
+            yield DataTable(id="counts", cursor_type="none")
+            yield Label("Open a project folder")
+            with Horizontal(classes="row"):
+                yield Input(placeholder="project folder", id="open-path")
+                yield Button("Open", id="open")
+            yield Label("Or create one")
+            with Horizontal(classes="row"):
+                yield Input(placeholder="new folder", id="new-path")
+                yield Select([(task, task) for task in TASKS], value="classify", allow_blank=False, id="new-task")
+            with Horizontal(classes="row"):
+                yield Input(placeholder="labels: a,b,c (empty: from the first labeled import)", id="new-labels")
+                yield Button("Create", id="create")
+            with Horizontal(classes="row"):
+                yield Button("Import a file (i)", id="import")
+            yield Static("", id="import-result")
+
+    def on_mount(self) -> None:
+        self.query_one("#counts", DataTable).add_columns("examples", "count")
+
+    def refresh_from_project(self) -> None:
+        project = self.project_or_none()
+        info = self.query_one("#project-info", Static)
+        table = self.query_one("#counts", DataTable)
+        table.clear()
+        if project is None:
+            info.update("no project open: open or create one below")
+            return
+        with project:
+            status = project.status()
+        info.update(Text(f"{status['project']}  task {status['task']}  labels {', '.join(status['labels']) or '-'}"))
+        for name, value in status["counts"].items():
+            table.add_row(name, str(value))
+
+    @on(Button.Pressed, "#open")
+    def _open(self) -> None:
+        folder = Path(self.query_one("#open-path", Input).value.strip() or ".").expanduser()
+        try:
+            Project.open(folder).close()
+        except LlmaaaError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.main.set_project(folder)
+
+    @on(Button.Pressed, "#create")
+    def _create(self) -> None:
+        folder = Path(self.query_one("#new-path", Input).value.strip()).expanduser()
+        task = str(self.query_one("#new-task", Select).value)
+        try:
+            if not str(folder).strip() or str(folder) == ".":
+                raise LlmaaaError("give the new project's folder")
+            labels = parse_labels(self.query_one("#new-labels", Input).value)
+            Project.init(folder, ProjectSettings(task, labels)).close()  # type: ignore[arg-type]
+        except LlmaaaError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.main.set_project(folder)
+        self.notify(f"created {folder}")
+
+    @on(Button.Pressed, "#import")
+    def action_import(self) -> None:
+        if self.main.project_dir is None:
+            self.notify("open or create a project first", severity="error")
+            return
+        start = self.main.project_dir.parent if self.main.project_dir.parent.exists() else Path.cwd()
+        self.app.push_screen(ImportScreen(start), self._imported)
+
+    def _imported(self, choice: tuple[Path, str, str] | None) -> None:
+        if choice is None:
+            return
+        path, kind, source = choice
+        result = self.query_one("#import-result", Static)
+
+        def job(project: Project, control: JobControl) -> str:
+            if kind == "corpus":
+                report = project.import_corpus(path)
+            elif kind == "annotations":
+                report = project.import_annotations(path, source or path.stem)
+            else:
+                report = project.import_gold(path, kind)
+            return f"{path.name}: {report.added} added, {report.unchanged} already present"
+
+        result.update(f"importing {path.name} ...")
+        self.main.run_job("import", job)
+
+    def show_result(self, text: str, failed: bool) -> None:
+        self.query_one("#import-result", Static).update(Text(text, style="red" if failed else "green"))
+
+
+# --- Models ----------------------------------------------------------------------------------------------------------
+
+
+class ModelsPane(Pane):
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield DataTable(id="models", cursor_type="row")
+            with Horizontal(classes="row"):
+                for name in REGISTRY:
+                    yield Button(f"Pull {name}", id=f"pull-{name}")
+            yield Label("Teacher (GGUF name or path), threads, context, GPU layers; student")
+            with Horizontal(classes="row"):
+                yield Input(value=self.main.choices.teacher.model, id="teacher-model")
+                yield Input(placeholder="threads", id="teacher-threads", type="integer")
+                yield Input(value=str(self.main.choices.teacher.n_ctx), id="teacher-ctx", type="integer")
+                yield Input(value="0", id="teacher-gpu", type="integer")
+            with Horizontal(classes="row"):
+                yield Input(value=self.main.choices.student, id="student-model")
+                yield Button("Apply", id="apply-models", variant="primary")
+            yield Log(id="pull-log", max_lines=200)
+
+    def on_mount(self) -> None:
+        self.query_one("#models", DataTable).add_columns("name", "kind", "MB", "sha256", "pulled as")
+
+    def refresh_from_project(self) -> None:
+        table = self.query_one("#models", DataTable)
+        table.clear()
+        for model in list_models(self.main.models_dir):
+            table.add_row(model.name, model.kind, f"{model.size / 1e6:.1f}", model.sha256[:12], model.registry)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        name = (event.button.id or "").removeprefix("pull-")
+        if name in REGISTRY:
+            self.pull(name)
+        elif event.button.id == "apply-models":
+            self.apply()
+
+    def pull(self, *names: str) -> None:
+        models_dir = self.main.models_dir
+
+        def job(_: Project | None, control: JobControl) -> str:
+            for name in names:
+                control.checkpoint()
+                pull(name, models_dir, log=self.main.log_line)
+            return f"pulled {', '.join(names)}"
+
+        self.main.run_job("pull", job, needs_project=False)
+
+    def pull_defaults(self) -> None:
+        self.pull(*REGISTRY)
+
+    def apply(self) -> None:
+        def number(widget_id: str) -> int | None:
+            text = self.query_one(widget_id, Input).value.strip()
+            return int(text) if text else None
+
+        try:
+            teacher = TeacherSettings(model=self.query_one("#teacher-model", Input).value.strip(),
+                                      threads=number("#teacher-threads"), n_ctx=number("#teacher-ctx") or 2048,
+                                      n_gpu_layers=number("#teacher-gpu") or 0)
+        except (LlmaaaError, ValueError) as error:
+            self.notify(str(error), severity="error")
+            return
+        self.main.choices.teacher = teacher
+        self.main.choices.student = self.query_one("#student-model", Input).value.strip() or self.main.choices.student
+        self.notify(f"teacher {teacher.model}, student {self.main.choices.student}")
+
+    def add_log(self, line: str) -> None:
+        self.query_one("#pull-log", Log).write_line(line)
+
+
+# --- Run -------------------------------------------------------------------------------------------------------------
+
+
+class RunPane(Pane):
+    BINDINGS = [Binding("a", "start('annotate')", "Annotate"), Binding("t", "start('train')", "Train"),
+                Binding("e", "start('export')", "Export ONNX"), Binding("l", "start('label')", "Label"),
+                Binding("o", "start('loop')", "AL loop"), Binding("p", "app.pause", "Pause"),
+                Binding("u", "app.resume", "Resume"), Binding("x", "app.cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            with Horizontal(classes="row"):
+                for job, label in (("annotate", "Annotate a"), ("train", "Train t"), ("export", "Export e"),
+                                   ("label", "Label l"), ("loop", "Loop o")):
+                    yield Button(label, id=f"start-{job}")
+            with Horizontal(classes="row"):
+                yield Input(value="100", id="annotate-n", type="integer", tooltip="examples to annotate")
+                yield Select([(s, s) for s in STRATEGIES], value="entropy", allow_blank=False, id="strategy")
+                yield Input(value="300", id="budget", type="integer", tooltip="loop budget")
+            yield Static("idle", id="state")
+            yield ProgressBar(id="progress", show_eta=False)
+            yield Static("", id="rates")
+            yield DataTable(id="feed", cursor_type="none")
+            yield Log(id="events", max_lines=200)
+
+    def on_mount(self) -> None:
+        self.query_one("#feed", DataTable).add_columns("example", "label", "conf", "text")
+        self.feed: deque[tuple[str, str, str, str]] = deque(maxlen=FEED_ROWS)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if (event.button.id or "").startswith("start-"):
+            self.start((event.button.id or "").removeprefix("start-"))
+
+    def action_start(self, job: str) -> None:
+        self.start(job)
+
+    def show_state(self, state: str) -> None:
+        self.query_one("#state", Static).update(f"{self.main.job_name}: {state}")
+
+    def number(self, widget_id: str, default: int) -> int:
+        text = self.query_one(widget_id, Input).value.strip()
+        return int(text) if text.isdigit() else default
+
+    def start(self, job: str) -> None:
+        jobs = {"annotate": self._annotate_job, "train": self._train_job, "export": self._export_job,
+                "label": self._label_job, "loop": self._loop_job}
+        if self.main.run_job(job, jobs[job]()):
+            self.feed.clear()
+            self.query_one("#feed", DataTable).clear()
+            self.show_state("running")
+            self.main.action_show_tab("run")
+
+    # The job builders run their closures in the worker thread, with their own project connection.
+
+    def _annotate_job(self) -> Any:
+        app, n = self.main, self.number("#annotate-n", 100)
+
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.annotate import AnnotateConfig, Annotator
+
+            annotator = Annotator(project, app.teacher(), _embedder(app, project))
+            report = annotator.run(AnnotateConfig(n=n, seed=app.choices.teacher.seed),
+                                   control.watch(lambda p: app.report("annotate", p.done, p.total, _rates(p),
+                                                                      _latest(p))))
+            return f"{report.annotated} annotated, {report.cached} cached, {report.parse_errors} parse errors"
+
+        return job
+
+    def _train_job(self) -> Any:
+        app = self.main
+
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.student import Trainer
+
+            config = TrainConfig(student=app.choices.student)
+            report = Trainer(project, config, app.models_dir, control.watch(
+                lambda p: app.report("train", p.step, p.steps, f"{p.phase} epoch {p.epoch}/{p.epochs}  "
+                                                              f"loss {p.loss:.4f}"))).run()
+            test = report.metrics.get("test", report.metrics.get("validation", {}))
+            return f"student run {report.run_id} trained on {report.trained_on}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float))
+
+        return job
+
+    def _export_job(self) -> Any:
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.export import ExportConfig, export_student
+
+            control.checkpoint()
+            report = export_student(project, ExportConfig())
+            return "exported; parity " + ", ".join(f"{kind} {p['agreement']:.0%}" for kind, p in report.parity.items())
+
+        return job
+
+    def _label_job(self) -> Any:
+        app = self.main
+
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.labeler import label_corpus
+
+            report = label_corpus(project, on_progress=control.watch(
+                lambda p: app.report("label", p.done, p.total, f"{p.docs_per_second:.1f} docs/s  ETA "
+                                                               f"{_eta(p.eta_seconds)}")))
+            return f"{report.labeled} labeled, {report.skipped} already labeled"
+
+        return job
+
+    def _loop_job(self) -> Any:
+        app = self.main
+        strategy = str(self.query_one("#strategy", Select).value)
+        budget = self.number("#budget", 300)
+
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.annotate import Annotator
+            from llmaaa_local.loop import ActiveLearningLoop, LoopConfig
+
+            config = LoopConfig(name=f"tui-{strategy}", strategy=strategy, budget=budget,
+                                train=TrainConfig(student=app.choices.student))
+            annotator = Annotator(project, app.teacher(), _embedder(app, project))
+            loop = ActiveLearningLoop(
+                project, config, annotator, app.models_dir,
+                on_event=control.watch(lambda e: app.log_line(f"round {e.round}: {e.stage} {e.detail}")),
+                on_annotate=control.watch(lambda p: app.report("loop", p.done, p.total, _rates(p), _latest(p))),
+                on_train=control.watch(lambda p: app.report("loop", p.step, p.steps, f"training epoch {p.epoch}")))
+            rounds = loop.run()
+            return f"loop {config.name}: {len(rounds)} rounds"
+
+        return job
+
+    def on_progress(self, message: JobProgress) -> None:
+        bar = self.query_one("#progress", ProgressBar)
+        bar.update(total=message.total, progress=message.done)
+        self.query_one("#rates", Static).update(message.rates)
+        if message.latest:
+            latest = message.latest
+            self.feed.appendleft((latest["id"], str(latest["label"])[:24], latest["confidence"], latest["text"][:60]))
+            feed = self.query_one("#feed", DataTable)
+            feed.clear()
+            feed.add_rows(self.feed)  # newest first
+
+    def on_started(self, message: JobStarted) -> None:
+        self.query_one("#events", Log).write_line(f"{time.strftime('%H:%M:%S')} {message.name} started")
+
+    def on_log(self, message: JobLog) -> None:
+        self.query_one("#events", Log).write_line(message.line)
+
+    def on_ended(self, name: str, summary: str, failed: bool) -> None:
+        self.query_one("#events", Log).write_line(f"{time.strftime('%H:%M:%S')} {name} {'FAILED: ' if failed else ''}"
+                                                  f"{summary}")
+        self.query_one("#state", Static).update(f"{name}: {'failed' if failed else 'finished'}")
+
+
+def _embedder(app: LlmaaaApp, project: Project) -> Any:
+    if project.settings.prompt.demos != "knn" or not project.status()["counts"]["demo"]:
+        return None
+    from llmaaa_local.annotate import load_embedder
+
+    return load_embedder(app.choices.embedder, app.models_dir, project)
+
+
+def _rates(progress: Any) -> str:
+    return (f"{progress.stage}: {progress.docs_per_second:.2f} docs/s  {progress.tokens_per_second:.0f} tok/s  "
+            f"ETA {_eta(progress.eta_seconds)}  cached {progress.cached}")
+
+
+def _eta(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def _latest(progress: Any) -> dict[str, Any] | None:
+    annotation = progress.latest
+    if annotation is None:
+        return None
+    confidence = "-" if annotation.confidence is None else f"{annotation.confidence:.2f}"
+    label = annotation.label if annotation.status == "ok" else "parse error"
+    return {"id": annotation.example_id, "label": label, "confidence": confidence, "text": progress.latest_text}
+
+
+# --- Review ----------------------------------------------------------------------------------------------------------
+
+
+class ReviewPane(Pane):
+    BINDINGS = [Binding("a", "decide('llm')", "Accept LLM"), Binding("s", "decide('student')", "Accept student"),
+                Binding("t", "type_label", "Type label")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, Any] = {}
+        self.task_name = "classify"
+        self.types: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("", id="review-counts")
+            yield DataTable(id="queue", cursor_type="row")
+            yield Static("", id="detail")
+            yield Input(placeholder="the right label, then enter", id="typed")
+
+    def on_mount(self) -> None:
+        self.query_one("#queue", DataTable).add_columns("example", "why", "LLM", "student", "text")
+        self.query_one("#typed", Input).display = False
+
+    def refresh_from_project(self) -> None:
+        from llmaaa_local.review import review_queue
+
+        project = self.project_or_none()
+        table = self.query_one("#queue", DataTable)
+        table.clear()
+        self.items = {}
+        if project is None:
+            return
+        with project:
+            self.task_name = project.settings.task
+            self.types = project.settings.label_names
+            queue = review_queue(project)
+            counts = project.store.review_counts()
+        self.query_one("#review-counts", Static).update(
+            f"{len(queue)} to review  |  decided: {counts['llm']} LLM, {counts['student']} student, "
+            f"{counts['typed']} typed  |  a accept LLM, s accept student, t type")
+        for item in queue:
+            self.items[item.example.id] = item
+            table.add_row(item.example.id, item.reason, _label_text(item.llm_label, item.llm_confidence),
+                          _label_text(item.student_label, item.student_confidence), item.example.text[:50],
+                          key=item.example.id)
+        self._show_detail()
+
+    def current(self) -> Any:
+        table = self.query_one("#queue", DataTable)
+        if not self.items or table.cursor_row is None or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        return self.items.get(str(key))
+
+    @on(DataTable.RowHighlighted, "#queue")
+    def _show_detail(self) -> None:
+        item = self.current()
+        self.query_one("#detail", Static).update(Text(item.example.text) if item else "the queue is empty")
+
+    def action_decide(self, decision: str, typed: object = None) -> None:
+        from llmaaa_local.review import decide
+
+        item = self.current()
+        if item is None:
+            return
+        try:
+            with self.main.open_project() as project:
+                label = decide(project, item, decision, typed)  # type: ignore[arg-type]
+        except LlmaaaError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.notify(f"{item.example.id}: gold {label}")
+        self.refresh_from_project()
+
+    def action_type_label(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        if self.task_name == "ner":
+            start = item.llm_label or item.student_label or ()
+            editor = SpanEditor(item.example.tokens or (), self.types, tuple(start), id="span-editor")
+            self.mount(editor)
+            editor.focus()
+            return
+        field = self.query_one("#typed", Input)
+        field.display = True
+        field.placeholder = f"one of: {', '.join(self.types)}"
+        field.focus()
+
+    @on(Input.Submitted, "#typed")
+    def _typed(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        event.input.value = ""
+        self.action_decide("typed", event.value.strip())
+
+    @on(SpanEditor.Saved)
+    def _spans_saved(self, event: SpanEditor.Saved) -> None:
+        self.query_one(SpanEditor).remove()
+        self.action_decide("typed", _tags(self.current(), event.spans))
+
+    @on(SpanEditor.Abandoned)
+    def _spans_abandoned(self) -> None:
+        self.query_one(SpanEditor).remove()
+
+
+def _tags(item: Any, spans: tuple[Span, ...]) -> list[str]:
+    from llmaaa_local.spans import spans_to_tags
+
+    return spans_to_tags(spans, len(item.example.tokens or ()))
+
+
+def _label_text(label: Any, confidence: float | None) -> str:
+    if label is None:
+        return "-"
+    text = label if isinstance(label, str) else " ".join(f"{s.type}:{s.start}-{s.end}" for s in label) or "(none)"
+    return f"{text[:18]} {confidence:.2f}" if confidence is not None else text[:24]
+
+
+# --- Metrics ---------------------------------------------------------------------------------------------------------
+
+
+class MetricsPane(Pane):
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield DataTable(id="quality", cursor_type="none")
+            yield Static("", id="cost")
+            yield Static("no active-learning rounds yet", id="curve")
+
+    def on_mount(self) -> None:
+        self.query_one("#quality", DataTable).add_columns("labels", "split", "n", "scores")
+
+    def refresh_from_project(self) -> None:
+        from llmaaa_local.charts import learning_curve_text
+        from llmaaa_local.evaluate import evaluate
+
+        project = self.project_or_none()
+        table = self.query_one("#quality", DataTable)
+        table.clear()
+        if project is None:
+            return
+        with project:
+            status = project.status()
+            try:
+                result = evaluate(project)
+            except LlmaaaError:
+                result = {}
+        for name in ("llm", "student"):
+            if name in result:
+                summary = result[name]
+                scores = "  ".join(f"{k} {v:.3f}" for k, v in summary.items()
+                                   if isinstance(v, float) and k not in ("coverage", "parse_error_rate"))
+                table.add_row("teacher (LLM)" if name == "llm" else "student", summary["split"], str(summary["n"]),
+                              scores)
+        if "agreement" in result:
+            table.add_row("LLM = student", "pool", str(result["agreement"]["n"]), f"{result['agreement']['rate']:.1%}")
+        cost = status["cost"]
+        self.query_one("#cost", Static).update(
+            f"LLM cost: {status['counts']['annotations']} annotations, {cost['tokens_in']} prompt tokens "
+            f"({cost['tokens_evaluated']} evaluated), {cost['tokens_out']} generated, {cost['seconds']:.0f}s")
+        curves = [f"loop {name}:\n{learning_curve_text(curve)}" for name, curve in status["loops"].items()]
+        self.query_one("#curve", Static).update("\n\n".join(curves) or "no active-learning rounds yet")
+
+
+# --- Export ----------------------------------------------------------------------------------------------------------
+
+
+class ExportPane(Pane):
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Write the labeled corpus (the first checked source with a label wins)")
+            with Horizontal(classes="row"):
+                yield Input(value="labels.jsonl", id="export-path")
+                yield Select([("jsonl", "jsonl"), ("csv", "csv"), ("conll", "conll")], value="jsonl",
+                             allow_blank=False, id="export-format")
+            with Horizontal(classes="row"):
+                yield Checkbox("gold", value=True, id="source-gold")
+                yield Checkbox("llm", value=True, id="source-llm")
+                yield Checkbox("student", value=True, id="source-student")
+                yield Input(value="0.0", id="export-min", tooltip="minimum confidence")
+                yield Button("Export", id="export-go", variant="primary")
+            yield Static("", id="export-result")
+
+    @on(Button.Pressed, "#export-go")
+    def export(self) -> None:
+        sources = [name for name in ("gold", "llm", "student") if self.query_one(f"#source-{name}", Checkbox).value]
+        path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
+        result = self.query_one("#export-result", Static)
+        try:
+            minimum = float(self.query_one("#export-min", Input).value or 0)
+            with self.main.open_project() as project:
+                if not path.is_absolute():
+                    path = project.root / path
+                count = project.export_labels(path, str(self.query_one("#export-format", Select).value), sources,
+                                              minimum)
+        except (LlmaaaError, ValueError) as error:
+            result.update(Text(str(error), style="red"))
+            return
+        result.update(Text(f"wrote {count} labeled examples to {path}", style="green"))
+
