@@ -95,7 +95,8 @@ class AnnotateReport:
     tokens_in: int
     tokens_evaluated: int
     tokens_out: int
-    seconds: float
+    seconds: float  # wall time, calibration and cache lookups included
+    llm_seconds: float = 0.0  # time spent in LLM calls made by this run
 
 
 class Annotator:
@@ -150,6 +151,7 @@ class Annotator:
             annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,
             calibration=fitted, tokens_in=progress.tokens_in, tokens_evaluated=progress.tokens_evaluated,
             tokens_out=progress.tokens_out, seconds=time.perf_counter() - started,
+            llm_seconds=progress.llm_seconds,
         )
 
     def fit_calibration(self, gold: Sequence[Example]) -> CalibrationFit:

@@ -581,7 +581,7 @@ def tui(obj: Context) -> None:
     """Open the terminal UI on the project."""
     from .tui.app import LlmaaaApp
 
-    LlmaaaApp(obj.project_dir).run()
+    LlmaaaApp(obj.project_dir, obj.models_dir).run()
 
 
 # --- the main job --------------------------------------------------------------------------------------------------

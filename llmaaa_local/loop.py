@@ -58,6 +58,10 @@ class LoopConfig:
             raise LlmaaaError(f"--budget {self.budget} is smaller than the seed batch ({self.seed_size})")
         if self.schedule not in ("fixed", "quadratic"):
             raise LlmaaaError("--schedule must be fixed or quadratic")
+        largest = max(self.batch_sizes())
+        if self.candidates is not None and self.candidates < largest:
+            raise LlmaaaError(f"--candidates {self.candidates} is fewer than the largest batch ({largest}): score at "
+                              "least that many pool examples per round (0 scores them all)")
 
     def batch_sizes(self) -> list[int]:
         """Seed batch, then per-round batches (quadratic: 1, 3, 5, ... times per_round) within the budget."""
@@ -107,17 +111,31 @@ class ActiveLearningLoop:
         rounds = {row["round"]: row for row in self.store.rounds(config.name)}
         if not rounds:
             seed = self._random_pool(config.seed_size, set())
+            if not seed:
+                raise LlmaaaError("the pool is empty: import a corpus first")
             self.store.start_round(config.name, 0, "random", asdict(config), seed)
             rounds = {row["round"]: row for row in self.store.rounds(config.name)}
         for number in range(len(sizes)):
             row = rounds.get(number)
             if row is None:
-                break  # the previous round found the pool exhausted
+                row = self._extend(number, sizes[number], rounds.get(number - 1))
+                if row is None:
+                    break  # the pool is exhausted
             if row["status"] == "done":
                 continue
             self._run_round(row, number, sizes)
             rounds = {row["round"]: row for row in self.store.rounds(config.name)}
         return self.store.rounds(config.name)
+
+    def _extend(self, number: int, size: int, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A loop rerun with a larger budget or more rounds continues after its last finished round."""
+        if previous is None or previous["status"] != "done":
+            return None
+        selected = self._select(size, set(self._labeled_through(number - 1)), previous)
+        if not selected:
+            return None
+        self.store.start_round(self.config.name, number, self.config.strategy, asdict(self.config), selected)
+        return next(row for row in self.store.rounds(self.config.name) if row["round"] == number)
 
     def _run_round(self, row: dict[str, Any], number: int, sizes: list[int]) -> None:
         started = time.perf_counter() - (row["seconds"] or 0.0)
@@ -128,7 +146,7 @@ class ActiveLearningLoop:
             report = self.annotator.run(AnnotateConfig(ids=tuple(row["selected"]), calibrate=number == 0,
                                                        round_id=row["id"]), self.on_annotate)
             cost = {"tokens_in": report.tokens_in, "tokens_evaluated": report.tokens_evaluated,
-                    "tokens_out": report.tokens_out, "llm_seconds": report.seconds, "cached": report.cached}
+                    "tokens_out": report.tokens_out, "llm_seconds": report.llm_seconds, "cached": report.cached}
             self.store.update_round(row["id"], status="annotated", llm=self._llm_quality(labeled), cost=cost,
                                     seconds=time.perf_counter() - started)
             row["status"] = "annotated"
@@ -160,10 +178,9 @@ class ActiveLearningLoop:
         return ids
 
     def _random_pool(self, n: int, exclude: set[str]) -> list[str]:
+        """A seeded random sample of the unlabeled pool (empty when everything is labeled)."""
         ids = [i for i in self.store.example_ids("pool") if i not in exclude]
         ids.sort(key=lambda i: hashlib.sha256(f"{self.config.seed}:{i}".encode()).digest())
-        if not ids:
-            raise LlmaaaError("the pool is empty: import a corpus first")
         return ids[:n]
 
     def _select(self, n: int, labeled: set[str], row: dict[str, Any]) -> list[str]:

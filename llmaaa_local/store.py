@@ -473,6 +473,14 @@ class Store:
                 "VALUES (?, ?, ?, 'running', ?, ?)", [student, data_mode, _json(config), round_id, now()])
         return int(cursor.lastrowid or 0)
 
+    def close_interrupted_runs(self) -> int:
+        """Student runs left 'running' by a killed process are marked failed (one trainer runs at a time)."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE student_runs SET status = 'failed', metrics = ?, finished_at = ? WHERE status = 'running'",
+                [_json({"error": "interrupted (the process was killed)"}), now()])
+        return cursor.rowcount
+
     def finish_student_run(self, run_id: int, status: str, metrics: dict[str, Any]) -> None:
         with self.transaction():
             self.db.execute("UPDATE student_runs SET status = ?, metrics = ?, finished_at = ? WHERE id = ?",

@@ -45,6 +45,8 @@ class QueryStrategy(ABC):
 
     def query(self, pool: PoolScores, n: int, seed: int = 0) -> np.ndarray:
         """Indices of the `n` pool examples to annotate next, best first."""
+        if n < 1:
+            raise LlmaaaError(f"a batch of {n} examples was asked for: ask for at least one")
         if len(pool) == 0:
             raise EmptyPoolError("the pool is empty: import more examples or stop the loop")
         if n > len(pool):

@@ -220,6 +220,7 @@ class Trainer:
                     "run `annotate` first (or lower --min-confidence)" if name == "llm" else
                     "import gold data with `import gold FILE --split demo`"))
         store = self.project.store
+        store.close_interrupted_runs()
         run_id = store.start_student_run(str(self.base), config.data, asdict(config), config.round_id)
         try:
             model, encoder, tokenizer = self._fresh_model()
@@ -298,7 +299,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 if self.on_progress:
                     self.on_progress(TrainProgress(phase, epoch, config.epochs, step + 1, steps_per_epoch,
                                                    float(np.mean(losses))))

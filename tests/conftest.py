@@ -7,6 +7,7 @@ import gzip
 import json
 import socket
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -95,16 +96,23 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is counted and sorted here rather than trained: the WordPiece trainer breaks ties in a
+    # different order in every process, which would make the tiny student differ from run to run.
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter(
+        word for text in demo_texts() for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    letters = sorted({char for word in counts for char in word})
+    words = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    vocabulary = list(dict.fromkeys(specials + letters + [f"##{char}" for char in letters] + words))[:2000]
+    tokenizer = Tokenizer(WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = splitter
     tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(demo_texts(), WordPieceTrainer(vocab_size=2000, special_tokens=specials))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")])

@@ -442,13 +442,13 @@ def test_long_inputs_are_cut_to_max_length_keeping_cls_and_sep(tiny_encoder: Pat
     ((110, 111), (100, 102), True),
     ((3, 4), (12, 14), True),
     ((190, 191), (197, 198), True),
-    ((185, 186), (198, 199), False),  # [E1] … [/E2] is longer than the window: the opening markers are kept
+    ((170, 171), (196, 197), False),  # [E1] … [/E2] is longer than the window: the opening markers are kept
 ], ids=["middle", "tail-first", "near-start", "near-end", "wide"])
 def test_relation_windows_keep_both_markers(tiny_encoder: Path, head: tuple[int, int], tail: tuple[int, int],
                                             closed: bool) -> None:
     encoder = encoder_for(tiny_encoder, "re", tuple(TASK_LABELS["re"]), max_length=32)
     ids = marker_ids(encoder)
-    example = relation_example(["walked"] * 200, head, tail)  # "walked" is two sub-words: 406 ids in all
+    example = relation_example(["walked"] * 200, head, tail)
     (item,) = encoder.encode([example])
     assert len(item.ids) == 32
     assert item.ids[0] == encoder.tokenizer.token_to_id("[CLS]")

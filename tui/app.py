@@ -65,9 +65,9 @@ class JobLog(Message):
 
 
 class JobEnded(Message):
-    def __init__(self, name: str, summary: str, failed: bool) -> None:
+    def __init__(self, name: str, summary: str, failed: bool, cancelled: bool = False) -> None:
         super().__init__()
-        self.name, self.summary, self.failed = name, summary, failed
+        self.name, self.summary, self.failed, self.cancelled = name, summary, failed, cancelled
 
 
 class ActionCommands(Provider):
@@ -167,8 +167,8 @@ class LlmaaaApp(App[None]):
 
     @on(TabbedContent.TabActivated)
     def _tab_opened(self, event: TabbedContent.TabActivated) -> None:
-        self.refresh_panes()
         pane = event.pane.query_children().first()
+        pane.refresh_from_project()  # type: ignore[attr-defined]
         pane.focus()
 
     def action_refresh(self) -> None:
@@ -176,19 +176,28 @@ class LlmaaaApp(App[None]):
         self.refresh_panes()
 
     def refresh_panes(self) -> None:
-        for pane in self.query("HomePane, ModelsPane, RunPane, ReviewPane, MetricsPane, ExportPane"):
-            pane.refresh_from_project()  # type: ignore[attr-defined]
+        """Re-read the open tab (and Home's counts); the others re-read when they open."""
+        active = self.query_one(TabbedContent).active_pane
+        panes = [self.query_one(HomePane)]
+        if active is not None:
+            panes.append(active.query_children().first())  # type: ignore[arg-type]
+        for pane in dict.fromkeys(panes):
+            pane.refresh_from_project()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.bindings_help()))
 
     def bindings_help(self) -> list[tuple[str, str]]:
         """Every key: the app's, each tab's, and the NER span editor's."""
-        keys = [(b.key, b.description) for b in _bindings(self.BINDINGS)]
+        keys = [(self.key_display(b), b.description) for b in _bindings(self.BINDINGS)]
         for pane in (HomePane, RunPane, ReviewPane, SpanEditor):
             where = pane.__name__.removesuffix("Pane")
-            keys += [(b.key, f"{b.description or b.action} ({where})") for b in _bindings(pane.BINDINGS)]
+            keys += [(self.key_display(b), f"{b.description or b.action} ({where})") for b in _bindings(pane.BINDINGS)]
         return keys
+
+    def key_display(self, binding: Binding) -> str:
+        """What the user presses, as the footer shows it ("?" rather than "question_mark")."""
+        return "/".join(self.get_key_display(replace(binding, key=key.strip())) for key in binding.key.split(","))
 
     def action_pause(self) -> None:
         if self.control is not None:
@@ -254,7 +263,7 @@ class LlmaaaApp(App[None]):
                 summary = job(None, control)  # type: ignore[arg-type]
             self.post_message(JobEnded(name, summary, failed=False))
         except Cancelled as stopped:
-            self.post_message(JobEnded(name, str(stopped), failed=False))
+            self.post_message(JobEnded(name, str(stopped), failed=False, cancelled=True))
         except LlmaaaError as error:
             self.post_message(JobEnded(name, str(error), failed=True))
         except Exception as error:  # noqa: BLE001 - any crash of a job is shown, never kills the UI
@@ -278,7 +287,7 @@ class LlmaaaApp(App[None]):
     @on(JobEnded)
     def _job_ended(self, message: JobEnded) -> None:
         self.control = None
-        self.query_one(RunPane).on_ended(message.name, message.summary, message.failed)
+        self.query_one(RunPane).on_ended(message.name, message.summary, message.failed, message.cancelled)
         if message.name == "import":
             self.query_one(HomePane).show_result(message.summary, message.failed)
         self.notify(f"{message.name}: {message.summary}", severity="error" if message.failed else "information",

@@ -59,7 +59,10 @@ class HomePane(Pane):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static("no project open", id="project-info")
+            with Horizontal(classes="row"):
+                yield Static("no project open", id="project-info")
+                yield Button("Import a file (i)", id="import")
+            yield Static("", id="import-result")
             yield DataTable(id="counts", cursor_type="none")
             yield Label("Open a project folder")
             with Horizontal(classes="row"):
@@ -72,9 +75,6 @@ class HomePane(Pane):
             with Horizontal(classes="row"):
                 yield Input(placeholder="labels: a,b,c (empty: from the first labeled import)", id="new-labels")
                 yield Button("Create", id="create")
-            with Horizontal(classes="row"):
-                yield Button("Import a file (i)", id="import")
-            yield Static("", id="import-result")
 
     def on_mount(self) -> None:
         self.query_one("#counts", DataTable).add_columns("examples", "count")
@@ -154,7 +154,7 @@ class HomePane(Pane):
 class ModelsPane(Pane):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield DataTable(id="models", cursor_type="row")
+            yield DataTable(id="model-files", cursor_type="row")
             with Horizontal(classes="row"):
                 for name in REGISTRY:
                     yield Button(f"Pull {name}", id=f"pull-{name}")
@@ -170,10 +170,10 @@ class ModelsPane(Pane):
             yield Log(id="pull-log", max_lines=200)
 
     def on_mount(self) -> None:
-        self.query_one("#models", DataTable).add_columns("name", "kind", "MB", "sha256", "pulled as")
+        self.query_one("#model-files", DataTable).add_columns("name", "kind", "MB", "sha256", "pulled as")
 
     def refresh_from_project(self) -> None:
-        table = self.query_one("#models", DataTable)
+        table = self.query_one("#model-files", DataTable)
         table.clear()
         for model in list_models(self.main.models_dir):
             table.add_row(model.name, model.kind, f"{model.size / 1e6:.1f}", model.sha256[:12], model.registry)
@@ -246,7 +246,9 @@ class RunPane(Pane):
             yield Log(id="events", max_lines=200)
 
     def on_mount(self) -> None:
-        self.query_one("#feed", DataTable).add_columns("example", "label", "conf", "text")
+        feed = self.query_one("#feed", DataTable)
+        for title, width in (("example", 12), ("label", 14), ("conf", 5), ("text", 40)):
+            feed.add_column(title, width=width)  # fixed widths: the live feed never waits on a re-measure
         self.feed: deque[tuple[str, str, str, str]] = deque(maxlen=FEED_ROWS)
 
     @on(Button.Pressed)
@@ -367,10 +369,11 @@ class RunPane(Pane):
     def on_log(self, message: JobLog) -> None:
         self.query_one("#events", Log).write_line(message.line)
 
-    def on_ended(self, name: str, summary: str, failed: bool) -> None:
+    def on_ended(self, name: str, summary: str, failed: bool, cancelled: bool = False) -> None:
         self.query_one("#events", Log).write_line(f"{time.strftime('%H:%M:%S')} {name} {'FAILED: ' if failed else ''}"
                                                   f"{summary}")
-        self.query_one("#state", Static).update(f"{name}: {'failed' if failed else 'finished'}")
+        state = "failed" if failed else "cancelled" if cancelled else "finished"
+        self.query_one("#state", Static).update(f"{name}: {state}")
 
 
 def _embedder(app: LlmaaaApp, project: Project) -> Any:
@@ -404,13 +407,16 @@ def _latest(progress: Any) -> dict[str, Any] | None:
 
 class ReviewPane(Pane):
     BINDINGS = [Binding("a", "decide('llm')", "Accept LLM"), Binding("s", "decide('student')", "Accept student"),
-                Binding("t", "type_label", "Type label")]
+                Binding("t", "type_label", "Type label"),
+                # the pane has the focus when its tab opens, so the arrows must reach the queue from here
+                Binding("up", "move(-1)", "Previous", show=False), Binding("down", "move(1)", "Next", show=False)]
 
     def __init__(self) -> None:
         super().__init__()
         self.items: dict[str, Any] = {}
         self.task_name = "classify"
         self.types: tuple[str, ...] = ()
+        self.editing: Any = None  # the item the span editor is open on; the queue may refresh under it
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -459,10 +465,19 @@ class ReviewPane(Pane):
         item = self.current()
         self.query_one("#detail", Static).update(Text(item.example.text) if item else "the queue is empty")
 
-    def action_decide(self, decision: str, typed: object = None) -> None:
+    def action_move(self, step: int) -> None:
+        table = self.query_one("#queue", DataTable)
+        busy = self.editing is not None or self.query_one("#typed", Input).display  # keep the example being decided
+        if table.row_count and not busy:
+            table.move_cursor(row=min(max(table.cursor_row + step, 0), table.row_count - 1))
+
+    def action_decide(self, decision: str, typed: object = None, item: Any = None) -> None:
         from llmaaa_local.review import decide
 
-        item = self.current()
+        if item is None and self.editing is not None:
+            self.notify("finish the span edit first: enter saves, escape cancels", severity="warning")
+            return
+        item = item or self.current()
         if item is None:
             return
         try:
@@ -478,7 +493,11 @@ class ReviewPane(Pane):
         item = self.current()
         if item is None:
             return
+        if self.editing is not None:  # one editor at a time
+            self.query_one(SpanEditor).focus()
+            return
         if self.task_name == "ner":
+            self.editing = item
             start = item.llm_label or item.student_label or ()
             editor = SpanEditor(item.example.tokens or (), self.types, tuple(start), id="span-editor")
             self.mount(editor)
@@ -497,11 +516,13 @@ class ReviewPane(Pane):
 
     @on(SpanEditor.Saved)
     def _spans_saved(self, event: SpanEditor.Saved) -> None:
+        item, self.editing = self.editing, None
         self.query_one(SpanEditor).remove()
-        self.action_decide("typed", _tags(self.current(), event.spans))
+        self.action_decide("typed", _tags(item, event.spans), item=item)
 
     @on(SpanEditor.Abandoned)
     def _spans_abandoned(self) -> None:
+        self.editing = None
         self.query_one(SpanEditor).remove()
 
 
@@ -588,7 +609,10 @@ class ExportPane(Pane):
         path = Path(self.query_one("#export-path", Input).value.strip()).expanduser()
         result = self.query_one("#export-result", Static)
         try:
-            minimum = float(self.query_one("#export-min", Input).value or 0)
+            try:
+                minimum = float(self.query_one("#export-min", Input).value or 0)
+            except ValueError:
+                raise LlmaaaError("the minimum confidence must be a number from 0 to 1") from None
             with self.main.open_project() as project:
                 if not path.is_absolute():
                     path = project.root / path

@@ -83,10 +83,14 @@ class EntityRecognition:
     def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed:
         if not isinstance(response, GenerateResponse):
             return Parsed(None, None, "parse_error", error="expected generated text")
+        note = ""
         try:
             items = json.loads(response.text.strip())
         except json.JSONDecodeError as error:
-            return Parsed(None, None, "parse_error", error=f"not JSON ({error.msg})")
+            items = _complete_items(response.text)
+            if items is None:
+                return Parsed(None, None, "parse_error", error=f"not JSON ({error.msg})")
+            note = f"output stopped at the token limit; kept its {len(items)} complete entities"
         if not isinstance(items, list) or not all(
             isinstance(item, dict) and isinstance(item.get("span"), str) and isinstance(item.get("type"), str)
             for item in items
@@ -95,7 +99,7 @@ class EntityRecognition:
         spans, dropped = anchor(example, [(item["span"], item["type"]) for item in items], self.types)
         logprobs = response.token_logprobs
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
-        return Parsed(spans, confidence, dropped=dropped)
+        return Parsed(spans, confidence, dropped=dropped, error=note)
 
     def label_from_value(self, example: Example, value: Any) -> Label:
         """Imported NER labels: a list of IOB2 tags, or character spans [{"start", "end", "type"}]."""
@@ -144,6 +148,18 @@ def anchor(example: Example, items: Sequence[tuple[str, str]], types: Sequence[s
             if all(end <= span.start or start >= span.end for span in taken):
                 taken.append(Span(start, end, kind))
     return tuple(sorted(taken)), dropped
+
+
+def _complete_items(text: str) -> list[Any] | None:
+    """The complete items of a JSON list cut short by the token limit (grammar output is always a valid prefix)."""
+    body = text.strip()
+    if not body.startswith("[") or "}" not in body:
+        return [] if body == "[" else None
+    try:
+        items = json.loads(body[: body.rindex("}") + 1] + "]")
+    except json.JSONDecodeError:
+        return None
+    return items if isinstance(items, list) else None
 
 
 def _surface(example: Example, start: int, end: int) -> str:
