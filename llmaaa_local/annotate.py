@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from .llm import LLM, ContextOverflow, GenerateRequest, GenerateResponse, Reques
 from .models import resolve, verified_sha256
 from .project import Project
 from .records import Annotation, Example
+from .spans import spans_to_tags
 from .tasks import Parsed, Task, task_for
 
 Selection = Literal["random", "first"]
@@ -229,11 +230,13 @@ class Annotator:
                     raise LlmaaaError(f"example {example.id!r}: even a {MIN_CHARS}-character prompt does not fit "
                                       "the context window; raise --n-ctx") from None
         parsed = self._calibrated(self.task.parse(example, response))
-        flags = {}
+        flags: dict[str, Any] = {}
         if len(example.text) > max_chars:
             flags["truncated_to_chars"] = max_chars
         if parsed.dropped:
             flags["dropped_spans"] = parsed.dropped
+        if isinstance(parsed.label, tuple) and example.tokens is not None:
+            flags["tags"] = spans_to_tags(parsed.label, len(example.tokens))  # the spans as BIO tags, per token
         annotation = Annotation(
             example_id=example.id, source=self.source, label=parsed.label, confidence=parsed.confidence,
             status=parsed.status, cache_key=key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,

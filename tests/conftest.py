@@ -7,13 +7,12 @@ import gzip
 import json
 import socket
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tiny_models import DEMO_DATA, build_tiny_encoder
 
 from llmaaa_local.config import LabelInfo, ProjectSettings
 from llmaaa_local.models import default_models_dir, pull
@@ -77,53 +76,11 @@ def models_dir() -> Path:
     return folder
 
 
-DEMO_DATA = Path(str(files("llmaaa_local").joinpath("demo_data")))
-
-
-def demo_texts() -> Iterator[str]:
-    """Every text of the shipped demo data (all tasks), for training the tiny tokenizer."""
-    for path in sorted(DEMO_DATA.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            yield json.loads(line)["text"]
-
-
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with a tiny BERT (random weights) and a WordPiece tokenizer trained here on the demo texts.
-
-    No network: the config, weights and vocabulary are all made in-process. Pass it as `TrainConfig(student=...)`.
-    """
-    import torch
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    # The vocabulary is counted and sorted here rather than trained: the WordPiece trainer breaks ties in a
-    # different order in every process, which would make the tiny student differ from run to run.
-    normalizer = normalizers.BertNormalizer(lowercase=True)
-    splitter = pre_tokenizers.BertPreTokenizer()
-    counts: Counter[str] = Counter(
-        word for text in demo_texts() for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
-    letters = sorted({char for word in counts for char in word})
-    words = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
-    vocabulary = list(dict.fromkeys(specials + letters + [f"##{char}" for char in letters] + words))[:2000]
-    tokenizer = Tokenizer(WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = splitter
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")])
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                      cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    wrapped.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(wrapped), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.token_to_id("[PAD]"))
-    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
-    return folder
+    """A folder with a tiny BERT (random weights) and a WordPiece tokenizer made here from the demo texts
+    (tests/tiny_models.py). No network. Pass it as `TrainConfig(student=...)`."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
 
 
 # --- student projects from the demo data -----------------------------------------------------------------------

@@ -254,7 +254,7 @@ def test_ner_annotation_flags_dropped_spans(make_project: MakeProject, write_fil
     [row] = annotation_rows(project)
     assert row["status"] == "ok"
     assert row["label"] == [[0, 1, "PER"], [2, 3, "PER"]]
-    assert row["flags"] == {"dropped_spans": 2}
+    assert row["flags"] == {"dropped_spans": 2, "tags": ["B-PER", "O", "B-PER", "O", "O"]}
     assert row["confidence"] == pytest.approx(math.exp(-0.1))
 
 
