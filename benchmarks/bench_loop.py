@@ -10,8 +10,6 @@ Usage: python benchmarks/bench_loop.py --dataset imdb|conll [--budget 300] [--pe
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import random
 import sys
 import tempfile
@@ -19,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared_data import DATA, records, write
+
 from llmaaa_local.annotate import Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
 from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, learning_curve
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS: dict[str, dict[str, Any]] = {
     "imdb": {"task": "classify", "pool": "imdb/train.jsonl.gz", "gold": "imdb/train.jsonl.gz",
              "test": "imdb/test.jsonl.gz", "metric": "accuracy", "max_length": 128, "demos": "none",
@@ -37,15 +36,6 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def records(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        return [json.loads(line) for line in handle]
-
-
-def write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def build(root: Path, spec: dict[str, Any], args: argparse.Namespace) -> Project:

@@ -13,8 +13,6 @@ Usage: python benchmarks/bench_student.py quality --dataset imdb [--n 500] [--te
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import random
 import subprocess
@@ -23,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from shared_data import DATA, records, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
@@ -33,7 +33,6 @@ from llmaaa_local.project import Project
 from llmaaa_local.student import Trainer, load_student, predict
 from llmaaa_local.tasks import task_for
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS: dict[str, dict[str, Any]] = {
     "imdb": {"task": "classify", "train": "imdb/train.jsonl.gz", "test": "imdb/test.jsonl.gz",
              "gold": "imdb/train.jsonl.gz",
@@ -47,15 +46,6 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def records(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        return [json.loads(line) for line in handle]
-
-
-def write(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def quality(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from .config import TaskName
 from .records import Example, Label, Span
-from .spans import spans_to_tags
+from .spans import spans_to_tags, tags_to_spans
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 SPEC_FILE = "student.json"
@@ -162,15 +162,7 @@ def repair_bio(tags: list[str]) -> tuple[Span, ...]:
     for i, tag in enumerate(fixed):
         if tag.startswith("I-") and (i == 0 or fixed[i - 1][2:] != tag[2:] or fixed[i - 1] == "O"):
             fixed[i] = "B-" + tag[2:]
-    spans, start, kind = [], None, ""
-    for i, tag in enumerate(fixed + ["O"]):
-        if tag == "O" or tag.startswith("B-"):
-            if start is not None:
-                spans.append(Span(start, i, kind))
-                start = None
-            if tag.startswith("B-"):
-                start, kind = i, tag[2:]
-    return tuple(spans)
+    return tags_to_spans(fixed)
 
 
 def _marked(example: Example) -> list[str]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from .config import GOLD_SPLITS, LabelInfo, ProjectSettings, Split, check_split
 from .errors import LlmaaaError, at
 from .formats import LabeledRow, read_examples, read_json_lines, write_labeled
+from .models import sha256_file
 from .records import Annotation, Example, Label, label_to_json
 from .store import Store, StoredIdentity
 
@@ -123,7 +124,7 @@ class Project:
             if learned:
                 self.store.save_settings(_learn_labels(settings, list(learned)))
             seconds = time.perf_counter() - started
-            self.store.record_import(str(path), _sha256(path), "gold" if gold else "corpus", split, added,
+            self.store.record_import(str(path), sha256_file(path), "gold" if gold else "corpus", split, added,
                                      unchanged, seconds)
         return ImportReport(str(path), split, added, unchanged, promoted, tuple(sorted(learned)), seconds)
 
@@ -145,7 +146,7 @@ class Project:
                 new = self.store.add_annotations(annotations)
                 added, unchanged = added + new, unchanged + len(annotations) - new
             seconds = time.perf_counter() - started
-            self.store.record_import(str(path), _sha256(path), f"annotations:{source}", "", added, unchanged,
+            self.store.record_import(str(path), sha256_file(path), f"annotations:{source}", "", added, unchanged,
                                      seconds)
         return ImportReport(str(path), f"annotations from {source}", added, unchanged, 0, (), seconds)
 
@@ -312,11 +313,3 @@ def _label_from(source: str, example: Example, found_by: dict[str, dict[str, Lab
     if source == "gold":
         return LabeledRow(example, example.label, "gold", None) if example.label is not None else None
     return found_by[source].get(example.id)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
