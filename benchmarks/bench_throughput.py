@@ -82,10 +82,13 @@ def main() -> None:
         # the exact prompts the annotator sends, rendered the way the backend renders them
         examples = list(project.store.examples(ids=ids))
         vectors = embed(examples) if embed else None
-        prompts = [ours.render(annotator.task.request(e, annotator.pool.choose(e, None if vectors is None
-                                                                               else vectors[i]),
-                                                      settings.prompt.max_chars).prompt)  # type: ignore[attr-defined]
-                   for i, e in enumerate(examples)]
+        prompts = []
+        for i, example in enumerate(examples):
+            demos = annotator.pool.choose(example, None if vectors is None else vectors[i])
+            request = annotator.task.request(example, demos, settings.prompt.max_chars)
+            prompts.append(ours.render(request.prompt))  # type: ignore[attr-defined]
+            if getattr(request, "baseline", None) is not None:  # the content-free prompt is evaluated too
+                prompts.append(ours.render(request.baseline))  # type: ignore[attr-defined]
         tokens, seconds = bare_pass(bare, prompts)
         started = time.perf_counter()
         report = annotator.run(AnnotateConfig(ids=ids, calibrate=False))

@@ -269,8 +269,10 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
             report = annotator.run(config, update)
     if report.calibration is not None:
         fit = report.calibration
-        click.echo(f"calibration ({fit.method} bias) on {fit.n} gold examples: accuracy {fit.raw_accuracy:.1%} "
-                   f"raw -> {fit.calibrated_accuracy:.1%} calibrated ({fit.loo_accuracy:.1%} leave-one-out)")
+        scores, bias = fit.method.split("+") if "+" in fit.method else ("raw", fit.method)
+        click.echo(f"calibration on {fit.n} gold examples ({scores} scores, {bias} bias): accuracy "
+                   f"{fit.raw_accuracy:.1%} raw -> {fit.calibrated_accuracy:.1%} calibrated "
+                   f"({fit.loo_accuracy:.1%} leave-one-out)")
     saved = 1 - report.tokens_evaluated / report.tokens_in if report.tokens_in else 0.0
     click.echo(f"{report.annotated} annotated, {report.cached} already cached, {report.parse_errors} parse errors; "
                f"{report.tokens_in} prompt tokens, {saved:.0%} reused from the KV cache, {report.tokens_out} "

@@ -130,18 +130,40 @@ class LlamaBackend:
         answers = [self._answer_tokens(candidate) for candidate in candidates]
         self._check_fits(len(tokens), max(len(answer) for answer in answers))
         first, evaluated = self._advance(tokens)
-        base = self._llm.n_tokens
-        logprobs = []
-        for answer in answers:
-            total = float(first[answer[0]])
-            if len(answer) > 1:
-                self._llm._ctx.kv_cache_seq_rm(-1, base, -1)
-                self._llm.n_tokens = base
-                following = self._decode(answer[:-1], all_logits=True)
-                total += float(sum(following[i, token] for i, token in enumerate(answer[1:])))
-            logprobs.append(total)
+        after = self._continuations(answers, first)
+        logprobs = tuple(sum(after[tuple(answer[:j])][token] for j, token in enumerate(answer)) for answer in answers)
         cost = Cost(len(tokens), evaluated, 0, elapsed())
-        return ScoreResponse(tuple(logprobs), cost)
+        return ScoreResponse(logprobs, cost)
+
+    def _continuations(self, answers: Sequence[list[int]], first: np.ndarray,
+                       ) -> dict[tuple[int, ...], dict[int, float]]:
+        """For every prefix of every answer, the log-probs of the tokens that follow it in some answer.
+
+        Answers are walked in sorted order, so a prefix they share (e.g. "Cause-Effect(e" of two directed relation
+        labels) stays in the KV cache and is decoded once.
+        """
+        needed: dict[tuple[int, ...], set[int]] = {}
+        for answer in answers:
+            for j, token in enumerate(answer):
+                needed.setdefault(tuple(answer[:j]), set()).add(token)
+        after = {(): {token: float(first[token]) for token in needed[()]}}
+        base = self._llm.n_tokens
+        current: list[int] = []  # the answer tokens now in the KV cache after the prompt
+        for answer in sorted(answers):
+            context = answer[:-1]
+            if tuple(context) in after:
+                continue
+            shared = 0
+            while shared < min(len(current), len(context)) and current[shared] == context[shared]:
+                shared += 1
+            self._llm._ctx.kv_cache_seq_rm(-1, base + shared, -1)
+            self._llm.n_tokens = base + shared
+            rows = self._decode(context[shared:], all_logits=True)
+            for offset, row in enumerate(rows):
+                prefix = tuple(context[: shared + offset + 1])
+                after[prefix] = {token: float(row[token]) for token in needed.get(prefix, ())}
+            current = list(context)
+        return after
 
     def generate(self, prompt: Prompt, grammar: str, max_tokens: int) -> GenerateResponse:
         elapsed = timed()

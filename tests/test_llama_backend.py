@@ -308,7 +308,8 @@ def test_cli_annotate_evaluate_and_rerun(tmp_path: Path, models_dir: Path) -> No
     first = cli(*annotate)
     # the 4 gold demo examples are scored for calibration, then the 5 pool examples
     assert re.search(r"^9 annotated, 0 already cached, 0 parse errors; \d+ prompt tokens", first.output, re.M)
-    assert re.search(r"^calibration \((prior|accuracy|none) bias\) on 4 gold examples", first.output, re.M)
+    assert re.search(r"^calibration on 4 gold examples \((raw|contextual) scores, (prior|accuracy|none) bias\)",
+                     first.output, re.M)
 
     result = cli(*common, "evaluate", "--json")
     summary = json.loads(result.stdout)["llm"]
@@ -372,3 +373,13 @@ def test_kill_minus_nine_and_resume(tmp_path: Path, models_dir: Path) -> None:
     assert len(rows) == 20
     assert len({row[2] for row in rows}) == 20 and len({row[1] for row in rows}) == 20
     assert rows[: len(stored)] == stored  # rows stored before the kill were neither replaced nor duplicated
+
+
+def test_labels_sharing_a_prefix_are_scored_exactly(backend: LlamaBackend, reference: Llama) -> None:
+    # Directed relation labels share long prefixes; the backend decodes a shared prefix once (sorted walk).
+    prompt = Prompt("Name the relation.", "Sentence: The burst was caused by the pressure.", "Answer:")
+    candidates = ("Cause-Effect(e2,e1)", "Cause-Effect(e1,e2)", "Other", "Cause", "Component-Whole(e1,e2)")
+    response = backend.score(prompt, candidates)
+    expected = reference_logprobs(reference, backend.render(prompt), candidates, chat=backend.chat)
+    assert response.logprobs == pytest.approx(expected, abs=2e-3)
+    assert len(set(response.logprobs)) == len(candidates)
