@@ -19,7 +19,7 @@ DataMode = Literal["llm", "gold", "combined"]
 DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
 
 # Names may hold commas and parentheses (SemEval's "Cause-Effect(e1,e2)"), not whitespace.
-_LABEL_NAME = re.compile(r"^\S+$")
+_LABEL_NAME = re.compile(r"\S+")
 _LIST_SEPARATOR = re.compile(r",(?![^()]*\))")
 
 
@@ -43,7 +43,7 @@ class LabelInfo:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not _LABEL_NAME.match(self.name):
+        if not _LABEL_NAME.fullmatch(self.name):  # match() with $ would let a trailing newline through
             raise LlmaaaError(
                 f"label name {self.name!r} is not allowed: use a name without spaces"
             )

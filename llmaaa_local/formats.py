@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -64,11 +66,27 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             continue
         try:
             record = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise at(path, line_no, f"invalid JSON ({error})", "each line must be one JSON object") from None
+        except (ValueError, RecursionError) as error:  # also nesting too deep, or an integer too long to read
+            problem = str(error).split("; use sys.")[0]
+            raise at(path, line_no, f"invalid JSON ({problem})", "each line must be one JSON object") from None
         if not isinstance(record, dict):
             raise at(path, line_no, f"expected a JSON object, found {type(record).__name__}")
+        if _SURROGATE_ESCAPE.search(text) and (half := _lone_surrogate(record)):
+            raise at(path, line_no, f"the escape {half!r} is half of a UTF-16 surrogate pair and cannot be stored",
+                     "write the character itself, or both halves of the pair")
         yield line_no, record
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(record: dict[str, Any]) -> str:
+    """The first unpaired surrogate a JSON escape put into the record (json.loads joins proper pairs), or ""."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return str(error.object[error.start : error.end])
+    return ""
 
 
 # --- reading helpers -------------------------------------------------------------------------------------------
@@ -84,8 +102,9 @@ def _open_binary(path: Path) -> IO[bytes]:
     return handle
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, decoded line) with strict UTF-8; a byte-order mark at the start is dropped."""
+def _lines(path: Path, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line) with strict UTF-8; a byte-order mark at the start is dropped. Line ends are cut
+    unless `keep_ends` (the CSV reader needs them: a quoted cell keeps its CRLF)."""
     with _open_binary(path) as handle:
         line_no = 0
         try:
@@ -98,7 +117,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                              "re-save the file as UTF-8") from None
                 if line_no == 1:
                     text = text.removeprefix("\ufeff")
-                yield line_no, text.rstrip("\r\n")
+                yield line_no, text if keep_ends else text.rstrip("\r\n")
         except (OSError, EOFError, zlib.error) as error:
             raise at(path, line_no + 1, f"cannot read the file ({error})") from None
 
@@ -245,15 +264,17 @@ _RECORD_BUILDERS: dict[TaskName, Callable[[dict[str, Any]], Example]] = {
 
 
 def _read_csv(path: Path) -> Iterator[Example]:
-    lines = _lines(path)
+    lines = _lines(path, keep_ends=True)
     line_numbers: list[int] = []
 
     def physical() -> Iterator[str]:
         for line_no, text in lines:
             line_numbers.append(line_no)
-            yield text + "\n"
+            yield text
 
-    reader = csv.DictReader(physical())
+    # strict: a quote left open at the end of the file, or text after a closing quote, is an error, not a silently
+    # merged cell
+    reader = csv.DictReader(physical(), strict=True)
     try:
         header = reader.fieldnames
     except csv.Error as error:
@@ -271,7 +292,8 @@ def _read_csv(path: Path) -> Iterator[Example]:
         start_line = line_numbers[-1] - (row_lines(row) - 1)
         if None in row:
             raise at(path, start_line, f"row has {len(header) + len(row[None])} cells for {len(header)} columns")
-        record = {key: (_uncell(value) if value != "" else None) for key, value in row.items()}
+        # a short row leaves its last cells None: missing, like empty cells
+        record = {key: (_uncell(value) if value else None) for key, value in row.items()}
         yield _build(_classify_record, record, path, start_line)
 
 
@@ -346,31 +368,37 @@ def write_labeled(path: Path, task: TaskName, rows: Iterable[LabeledRow], fmt: s
     opener = gzip.open if path.name.endswith(".gz") else open
     count = 0
     partial = path.with_name(path.name + ".partial")  # renamed over `path` only when complete
-    with opener(partial, "wt", encoding="utf-8", newline="") as raw:  # type: ignore[operator]
-        handle = cast(io.TextIOBase, raw)
-        writer = csv.writer(handle) if chosen == "csv" else None
-        if writer is not None:
-            writer.writerow(["id", "text", "label", "label_source", "confidence"])
-        for row in rows:
-            count += 1
+    try:
+        with opener(partial, "wt", encoding="utf-8", newline="") as raw:  # type: ignore[operator]
+            handle = cast(io.TextIOBase, raw)
+            writer = csv.writer(handle) if chosen == "csv" else None
             if writer is not None:
-                writer.writerow([_cell(row.example.id), _cell(row.example.text), _cell(str(row.label)),
-                                 row.source, _confidence(row.confidence)])
-            elif chosen == "conll":
-                handle.write(_conll_block(row))
-            else:
-                handle.write(json.dumps(_json_record(task, row), ensure_ascii=False) + "\n")
+                writer.writerow(["id", "text", "label", "label_source", "confidence"])
+            for row in rows:
+                count += 1
+                if writer is not None:
+                    writer.writerow([_cell(row.example.id), _cell(row.example.text), _cell(str(row.label)),
+                                     row.source, _confidence(row.confidence)])
+                elif chosen == "conll":
+                    handle.write(_conll_block(row))
+                else:
+                    handle.write(json.dumps(_json_record(task, row), ensure_ascii=False) + "\n")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)  # a failed export (a full disk) leaves no half-written file behind
+        raise
     partial.replace(path)
     return count
 
 
 def _cell(value: str) -> str:
-    """Keep spreadsheets from running a cell as a formula: a leading apostrophe, which `_uncell` removes."""
-    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+    """Keep spreadsheets from running a cell as a formula: a leading apostrophe, which `_uncell` removes. A value
+    whose apostrophes already stand before a formula character gets one more, so it reads back unchanged."""
+    return "'" + value if value.lstrip("'").startswith(_FORMULA_PREFIXES) else value
 
 
 def _uncell(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_PREFIXES) else value
+    return value[1:] if value.startswith("'") and value.lstrip("'").startswith(_FORMULA_PREFIXES) else value
 
 
 def _confidence(value: float | None) -> str:

@@ -146,7 +146,7 @@ class LlamaBackend:
         for answer in answers:
             for j, token in enumerate(answer):
                 needed.setdefault(tuple(answer[:j]), set()).add(token)
-        after = {(): {token: float(first[token]) for token in needed[()]}}
+        after: dict[tuple[int, ...], dict[int, float]] = {(): {token: float(first[token]) for token in needed[()]}}
         base = self._llm.n_tokens
         current: list[int] = []  # the answer tokens now in the KV cache after the prompt
         for answer in sorted(answers):

@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
-from .config import GOLD_SPLITS, LabelInfo, ProjectSettings, Split, check_split
+from .config import GOLD_SPLITS, ProjectSettings, Split, check_split
 from .errors import LlmaaaError, at
 from .formats import LabeledRow, read_examples, read_json_lines, write_labeled
 from .models import sha256_file
@@ -257,10 +257,11 @@ def _check_label(example: Example, settings: ProjectSettings, learned: dict[str,
     known = settings.label_names
     for name in names:
         if not known:
-            try:
-                LabelInfo(name)
-            except LlmaaaError as error:
-                raise at(example.source_file, example.source_line, f"record {example.id!r}: {error}") from None
+            if name not in learned:
+                try:  # the label set it would make must be valid (a label name; no BIO tag as an entity type)
+                    _learn_labels(settings, [*learned, name])
+                except LlmaaaError as error:
+                    raise at(example.source_file, example.source_line, f"record {example.id!r}: {error}") from None
             learned[name] = None
         elif name not in known:
             raise at(example.source_file, example.source_line,

@@ -111,6 +111,7 @@ class StudentModel(nn.Module):
 
 def load_student(folder: Path) -> tuple[StudentModel, InputEncoder]:
     """A saved student for inference (PyTorch), with its input encoder."""
+    _require_safetensors(folder)
     spec = StudentSpec.load(folder)
     model = StudentModel(spec, folder)
     model.eval()
@@ -360,10 +361,7 @@ class Trainer:
 
 def _check_student_folder(folder: Path, max_length: int) -> None:
     """Fail early, naming the folder, when it cannot be a student: no weights, no tokenizer, too few positions."""
-    if not (folder / "model.safetensors").exists():
-        found = " (it has pytorch_model.bin: pickled weights are not loaded; save the model with "\
-            "safe_serialization=True)" if (folder / "pytorch_model.bin").exists() else ""
-        raise LlmaaaError(f"{folder}: no model.safetensors in this student folder{found}")
+    _require_safetensors(folder)
     if not any((folder / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")):
         raise LlmaaaError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt) in this student folder")
     try:
@@ -376,6 +374,14 @@ def _check_student_folder(folder: Path, max_length: int) -> None:
     if max_length > positions:
         raise LlmaaaError(f"--max-length {max_length} is longer than the {positions} positions of {folder.name}: "
                           f"use --max-length {positions} or less")
+
+
+def _require_safetensors(folder: Path) -> None:
+    """Weights load from model.safetensors only: a pickle (pytorch_model.bin) can run code when it is loaded."""
+    if not (folder / "model.safetensors").exists():
+        found = " (it has pytorch_model.bin: pickled weights are not loaded; save the model with "\
+            "safe_serialization=True)" if (folder / "pytorch_model.bin").exists() else ""
+        raise LlmaaaError(f"{folder}: no model.safetensors in this student folder{found}")
 
 
 def _seed(seed: int) -> None:

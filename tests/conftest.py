@@ -161,13 +161,21 @@ class NetworkAccess(AssertionError):
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs with outbound connections refused (local sockets, used by asyncio, stay allowed)."""
-    real_connect = socket.socket.connect
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
 
-    def guarded(sock: socket.socket, address: Any) -> Any:
+    def check(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             host = address[0] if isinstance(address, tuple) else str(address)
             if host not in ("127.0.0.1", "::1", "localhost"):
                 raise NetworkAccess(f"network access to {address!r} during a test")
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        check(sock, address)
         return real_connect(sock, address)
 
+    def guarded_ex(sock: socket.socket, address: Any) -> Any:  # connect_ex reports errors instead of raising
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
     monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)

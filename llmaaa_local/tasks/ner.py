@@ -86,10 +86,11 @@ class EntityRecognition:
         note = ""
         try:
             items = json.loads(response.text.strip())
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:  # also nesting too deep, or a number too long to read
             items = _complete_items(response.text)
             if items is None:
-                return Parsed(None, None, "parse_error", error=f"not JSON ({error.msg})")
+                detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deep or too long"
+                return Parsed(None, None, "parse_error", error=f"not JSON ({detail})")
             note = f"output stopped at the token limit; kept its {len(items)} complete entities"
         if not isinstance(items, list) or not all(
             isinstance(item, dict) and isinstance(item.get("span"), str) and isinstance(item.get("type"), str)
@@ -157,7 +158,7 @@ def _complete_items(text: str) -> list[Any] | None:
         return [] if body == "[" else None
     try:
         items = json.loads(body[: body.rindex("}") + 1] + "]")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
     return items if isinstance(items, list) else None
 

@@ -30,10 +30,15 @@ class LabelScoring:
         self.labels = settings.label_names
 
     def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed:
-        if not isinstance(response, ScoreResponse) or len(response.logprobs) != len(self.labels):
+        if not isinstance(response, ScoreResponse) or any(
+                values is not None and len(values) != len(self.labels) for values in (response.logprobs,
+                                                                                     response.baseline)):
             return Parsed(None, None, "parse_error", error="expected one score per label")
+        if not all(math.isfinite(value) for value in (*response.logprobs, *(response.baseline or ()))):
+            # NaN or infinity would make every probability NaN and the chosen label arbitrary
+            return Parsed(None, None, "parse_error", error="the model gave a label score that is not a finite number")
         scores = dict(zip(self.labels, response.logprobs, strict=True))
-        baseline = dict(zip(self.labels, response.baseline, strict=True)) if response.baseline else None
+        baseline = dict(zip(self.labels, response.baseline, strict=True)) if response.baseline is not None else None
         probabilities = softmax(scores)
         label = max(probabilities, key=probabilities.__getitem__)
         return Parsed(label, probabilities[label], scores=scores, baseline=baseline)
