@@ -88,7 +88,7 @@ def quality(args: argparse.Namespace) -> None:
     for mode in args.modes.split(","):
         config = TrainConfig(data=mode, epochs=args.epochs, max_length=args.max_length,  # type: ignore[arg-type]
                              seed=args.seed, examples=tuple(row["id"] for row in pool),
-                             min_confidence=args.min_confidence)
+                             min_confidence=args.min_confidence, threads=args.threads)
         report = Trainer(project, config, models).run()
         model, encoder = load_student(report.folder)
         examples = list(project.store.examples(ids=test_ids))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .models import sha256_file
 
 # llama.cpp logs through a callback; keep the recent lines for error messages instead of printing them.
 _RECENT_LOG: deque[str] = deque(maxlen=8)
+SCORE_MEMO = 16  # scored prompts remembered (their label log-probs), newest kept
 
 
 @llama_cpp.llama_log_callback
@@ -47,6 +48,9 @@ class LlamaBackend:
             detail = " ".join(_RECENT_LOG)[-300:]
             raise LlmaaaError(f"{path}: llama.cpp could not load this GGUF ({error}; {detail})") from None
         self.n_ctx = self._llm.n_ctx()
+        # Scores of recent prompts: a content-free baseline prompt is the same for every example of a zero-shot run
+        self._scored: OrderedDict[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], tuple[float, ...]] = \
+            OrderedDict()
         self._vocab = self._llm._model.vocab
         self._n_vocab = self._llm.n_vocab()
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -129,11 +133,17 @@ class LlamaBackend:
         tokens = self._prompt_tokens(prompt)
         answers = [self._answer_tokens(candidate) for candidate in candidates]
         self._check_fits(len(tokens), max(len(answer) for answer in answers))
+        key = (tuple(tokens), tuple(tuple(answer) for answer in answers))
+        if key in self._scored:
+            self._scored.move_to_end(key)
+            return ScoreResponse(self._scored[key], Cost(len(tokens), 0, 0, elapsed()))
         first, evaluated = self._advance(tokens)
         after = self._continuations(answers, first)
         logprobs = tuple(sum(after[tuple(answer[:j])][token] for j, token in enumerate(answer)) for answer in answers)
-        cost = Cost(len(tokens), evaluated, 0, elapsed())
-        return ScoreResponse(logprobs, cost)
+        self._scored[key] = logprobs
+        if len(self._scored) > SCORE_MEMO:
+            self._scored.popitem(last=False)
+        return ScoreResponse(logprobs, Cost(len(tokens), evaluated, 0, elapsed()))
 
     def _continuations(self, answers: Sequence[list[int]], first: np.ndarray,
                        ) -> dict[tuple[int, ...], dict[int, float]]:

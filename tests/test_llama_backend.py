@@ -151,10 +151,13 @@ def test_a_shared_prefix_is_reused_with_the_same_log_probs(backend: LlamaBackend
     alone = fresh.score(second_prompt, candidates)
     assert alone.cost.tokens_evaluated == alone.cost.tokens_in
     assert reused.logprobs == pytest.approx(alone.logprobs, abs=1e-3)
-    # the same prompt again: everything but the last token comes from the cache
+    # the same prompt and candidates again (a zero-shot run's content-free baseline): remembered, nothing evaluated
     again = backend.score(second_prompt, candidates)
-    assert again.cost.tokens_evaluated == 1
-    assert again.logprobs == pytest.approx(alone.logprobs, abs=1e-3)
+    assert again.cost.tokens_evaluated == 0 and again.cost.tokens_in == reused.cost.tokens_in
+    assert again.logprobs == reused.logprobs
+    # after the first prompt moved the KV cache, the remembered scores still equal a fresh evaluation
+    backend.score(first_prompt, candidates[:1])
+    assert backend.score(second_prompt, candidates).logprobs == pytest.approx(alone.logprobs, abs=1e-3)
 
 
 def test_a_prompt_longer_than_the_context_overflows(backend: LlamaBackend) -> None:

@@ -1,0 +1,38 @@
+"""The main job (README command 1): `llmaaa-local demo` runs the whole pipeline on the shipped demo corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llmaaa_local.cli import main
+from llmaaa_local.project import Project
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_leaves_a_labeled_project(tmp_path: Path, models_dir: Path) -> None:
+    """The small GGUF stands in for gemma-3-270m to keep CI short; the student is the real default MiniLM."""
+    folder = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["--models-dir", str(models_dir), "demo", "--dir", str(folder),
+                                       "--model", "smollm2-135m", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    steps = [line.split(".")[0] for line in result.output.splitlines() if line[:1].isdigit()]
+    assert steps == [str(step) for step in range(1, 10)], result.output
+    counts = json.loads(result.output.split("9. status: ")[1].splitlines()[0])
+    assert counts["pool"] == 300 and counts["demo"] == 40 and counts["test"] == 100
+    assert counts["annotations"] >= 120  # the 120 pool reviews, plus the gold demos scored for calibration
+    with Project.open(folder) as project:
+        assert {row["kind"] for row in project.store.artifacts()} >= {"checkpoint", "onnx", "onnx-int8"}
+        predicted = project.store.db.execute("SELECT COUNT(DISTINCT example_id) FROM predictions").fetchone()[0]
+        assert predicted == 440  # every review of the project, gold ones included
+
+    # a second run starts over in the same folder; a folder that is not a demo is refused, untouched
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    refused = CliRunner().invoke(main, ["--models-dir", str(models_dir), "demo", "--dir", str(other)])
+    assert refused.exit_code != 0 and "is not a demo project" in refused.output
+    assert (other / "notes.txt").read_text() == "keep me"
