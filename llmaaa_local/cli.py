@@ -337,6 +337,8 @@ def student_options(command: F) -> F:
         click.option("--student", default=DEFAULT_STUDENT, show_default=True,
                      help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id."),
         click.option("--epochs", type=int, default=10, show_default=True, help="Most epochs (early stopping)."),
+        click.option("--min-steps", type=int, default=100, show_default=True,
+                     help="At least this many optimizer steps: a small training set gets more epochs."),
         click.option("--batch-size", type=int, default=16, show_default=True),
         click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate."),
         click.option("--max-length", type=int, default=256, show_default=True,
@@ -352,9 +354,10 @@ def student_options(command: F) -> F:
     return command
 
 
-def train_config(student: str, epochs: int, batch_size: int, lr: float, max_length: int, min_confidence: float,
-                 no_confidence_weights: bool, reweight: bool, train_threads: int | None, **extra: Any) -> TrainConfig:
-    return TrainConfig(student=student, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float, max_length: int,
+                 min_confidence: float, no_confidence_weights: bool, reweight: bool, train_threads: int | None,
+                 **extra: Any) -> TrainConfig:
+    return TrainConfig(student=student, epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=lr,
                        max_length=max_length, min_confidence=min_confidence,
                        confidence_weights=not no_confidence_weights, reweight=reweight, threads=train_threads,
                        **extra)

@@ -176,6 +176,7 @@ class TrainConfig:
     data: DataMode = "llm"
     source: str = ""  # LLM labels from one source, or a family ending in ':' ("" = the newest of any source)
     epochs: int = 10
+    min_steps: int = 100  # small training sets get more epochs, so that the head learns at all
     patience: int = 2
     batch_size: int = 16
     learning_rate: float = 1e-4
@@ -191,8 +192,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.data not in DATA_MODES:
             raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise LlmaaaError("epochs, batch size and patience must be at least 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.min_steps < 0:
+            raise LlmaaaError("epochs, batch size and patience must be at least 1, and --min-steps at least 0")
         if not 0 < self.learning_rate < 1:
             raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")
         if not 16 <= self.max_length <= 4096:

@@ -262,13 +262,15 @@ class Trainer:
 
     def _fit(self, model: StudentModel, encoder: InputEncoder, phase: str, data: list[Example],
              weights: list[float], validation: list[Example]) -> tuple[int, list[dict[str, Any]]]:
-        """Train up to `epochs`, keeping the weights with the lowest validation loss (early stopping)."""
+        """Train up to `epochs` (more when that is fewer than `min_steps` steps), keeping the weights with the lowest
+        validation loss (early stopping)."""
         config = self.config
         encoded = encoder.encode(data)
         valid_encoded = encoder.encode(validation)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
         steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
-        total = steps_per_epoch * config.epochs
+        epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
+        total = steps_per_epoch * epochs
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
             1.0, (step + 1) / max(1, total // 10), max(0.0, (total - step) / max(1, total - total // 10))))
         order = np.random.default_rng(config.seed)
@@ -277,7 +279,7 @@ class Trainer:
         best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
         history: list[dict[str, Any]] = []
         weight_array = np.array(weights, dtype=np.float32)
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, epochs + 1):
             model.train()
             losses = []
             permutation = order.permutation(len(data))
@@ -302,13 +304,13 @@ class Trainer:
                 schedule.step()
                 losses.append(loss.item())
                 if self.on_progress:
-                    self.on_progress(TrainProgress(phase, epoch, config.epochs, step + 1, steps_per_epoch,
+                    self.on_progress(TrainProgress(phase, epoch, epochs, step + 1, steps_per_epoch,
                                                    float(np.mean(losses))))
             validation_loss = self._loss(model, encoder, validation, valid_encoded)
             history.append({"phase": phase, "epoch": epoch, "train_loss": float(np.mean(losses)),
                             "validation_loss": validation_loss})
             if self.on_progress:
-                self.on_progress(TrainProgress(phase, epoch, config.epochs, steps_per_epoch, steps_per_epoch,
+                self.on_progress(TrainProgress(phase, epoch, epochs, steps_per_epoch, steps_per_epoch,
                                                float(np.mean(losses)), validation_loss))
             if validation_loss < best_loss:
                 best_loss, best_state, best_epoch, stale = validation_loss, copy.deepcopy(model.state_dict()), epoch, 0

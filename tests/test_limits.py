@@ -117,7 +117,7 @@ def test_texts_longer_than_max_length_train_export_and_label(tmp_path: Path, tin
         project.import_gold(write_jsonl(tmp_path / "demo.jsonl", demo_records("demo", 8)), "demo")
         project.import_annotations(write_jsonl(tmp_path / "llm.jsonl", [{"id": r["id"], "label": r["label"]}
                                                                          for r in records]), "teacher")
-        config = TrainConfig(student=str(tiny_encoder), epochs=1, batch_size=8, max_length=32, threads=1)
+        config = TrainConfig(student=str(tiny_encoder), epochs=1, min_steps=0, batch_size=8, max_length=32, threads=1)
         Trainer(project, config, tmp_path).run()
         export_student(project, ExportConfig(threads=1))
         report = label_corpus(project, threads=1)

@@ -113,7 +113,7 @@ def loop_project(make_project: MakeProject, write_file: WriteFile, name: str = "
 def loop_config(encoder: Path, train_options: dict[str, Any] | None = None, **options: Any) -> LoopConfig:
     settings: dict[str, Any] = {"seed_size": 10, "per_round": 10, "rounds": 2, "budget": None, "candidates": 40,
                                 **options}
-    train = TrainConfig(**{"student": str(encoder), "epochs": 1, "threads": 1, "max_length": 64,
+    train = TrainConfig(**{"student": str(encoder), "epochs": 1, "min_steps": 0, "threads": 1, "max_length": 64,
                            **(train_options or {})})
     return LoopConfig(train=train, **settings)
 

@@ -128,6 +128,17 @@ def test_llm_mode_trains_on_every_llm_label(classify_project: Project, tiny_enco
     assert steps == {"llm": 5}  # 40 examples in batches of 8
 
 
+def test_a_small_training_set_gets_epochs_up_to_min_steps(classify_project: Project, tiny_encoder: Path,
+                                                           tmp_path: Path) -> None:
+    seen: list[TrainProgress] = []
+    # 40 examples in batches of 8: 5 steps an epoch, so 12 steps take 3 epochs (a high patience keeps them all)
+    report = train_student(classify_project, tiny_encoder, tmp_path, epochs=1, min_steps=12, patience=9,
+                           on_progress=seen.append)
+    assert [row["epoch"] for row in report.metrics["history"]] == [1, 2, 3]
+    assert {progress.epochs for progress in seen} == {3}
+    assert sum(1 for progress in seen if progress.validation_loss is None) == 15  # one report per step
+
+
 def test_gold_mode_trains_on_the_demo_split_only(tmp_path: Path, tiny_encoder: Path) -> None:
     with student_project(tmp_path, "classify", annotate=False) as project:  # no LLM labels needed
         report, steps = steps_by_phase(project, tiny_encoder, tmp_path, data="gold")
