@@ -162,10 +162,12 @@ class Annotator:
                   in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)}
         known = [g for g in gold if g.id in scored and g.label is not None]
         fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
-                     [scored[g.id][1] for g in known])
+                     [scored[g.id][1] for g in known], ignore=self.settings.no_relation)
         self.calibration = fitted.calibration
         metrics = {"n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
                    "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy}
+        if fitted.loo_f1 is not None:
+            metrics["loo_f1"] = fitted.loo_f1
         with self.store.transaction():
             self.store.save_calibration(self.llm.model_sha256, self.prompt_key, fitted.method,
                                         fitted.calibration.to_dict(), metrics)

@@ -55,13 +55,15 @@ class CalibrationFit:
     calibrated_accuracy: float  # in-sample
     loo_accuracy: float  # each gold example predicted by a calibration fit without it
     method: str = "none"
+    loo_f1: float | None = None  # with a no-relation label: micro-F1 of the other labels, what chose the method
 
 
 def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str],
-        baselines: Sequence[Mapping[str, float] | None] | None = None) -> CalibrationFit:
-    """Choose by leave-one-out accuracy on gold: raw or contextual scores (relative to the content-free baseline,
-    when every row has one), then log-loss biases (the label prior), biases tuned for accuracy, or none; earlier
-    choices win ties. Then fit a temperature for the confidences."""
+        baselines: Sequence[Mapping[str, float] | None] | None = None, ignore: str | None = None) -> CalibrationFit:
+    """Choose by leave-one-out accuracy on gold (with `ignore`, a no-relation label: by the micro-F1 of the other
+    labels, as relations are scored, so that answering `ignore` everywhere cannot win): raw or contextual scores
+    (relative to the content-free baseline, when every row has one), then log-loss biases (the label prior), biases
+    tuned for accuracy, or none; earlier choices win ties. Then fit a temperature for the confidences."""
     if not rows:
         return CalibrationFit(Calibration.identity(labels), 0, 0.0, 0.0, 0.0)
     raw_scores = _log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float))
@@ -75,9 +77,13 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
                     for row, base in zip(rows, baselines, strict=True)]
         variants = {"contextual": _log_softmax(np.array(relative, dtype=float)), "raw": raw_scores}
     methods = {"prior": _prior_bias, "accuracy": _fit_bias, "none": _no_bias}
-    loo = {(variant, name): _leave_one_out(method, variants[variant], y)
-           for name, method in methods.items() for variant in variants}
-    variant, method = max(loo, key=lambda key: loo[key])  # dicts keep order: the first listed wins ties
+    predicted = {(variant, name): _leave_one_out(method, variants[variant], y)
+                 for name, method in methods.items() for variant in variants}
+    loo = {key: float(np.mean(found == y)) for key, found in predicted.items()}
+    skip = list(labels).index(ignore) if ignore is not None and ignore in labels else None
+    f1 = {key: _micro_f1(found, y, skip) for key, found in predicted.items()} if skip is not None else None
+    chosen = f1 or loo
+    variant, method = max(chosen, key=lambda key: chosen[key])  # dicts keep order: the first listed wins ties
     scores = variants[variant]
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
@@ -88,14 +94,22 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         calibrated_accuracy=float(np.mean((scores + bias).argmax(1) == y)),
         loo_accuracy=loo[(variant, method)],
         method=f"{variant}+{method}",
+        loo_f1=f1[(variant, method)] if f1 else None,
     )
 
 
 def _leave_one_out(method: Callable[[np.ndarray, np.ndarray], np.ndarray], scores: np.ndarray,
-                   y: np.ndarray) -> float:
-    right = [int(np.argmax(scores[i] + method(np.delete(scores, i, 0), np.delete(y, i))) == y[i])
-             for i in range(len(y))]
-    return float(np.mean(right))
+                   y: np.ndarray) -> np.ndarray:
+    """Each gold example's label as predicted by a calibration fit without it."""
+    return np.array([int(np.argmax(scores[i] + method(np.delete(scores, i, 0), np.delete(y, i))))
+                     for i in range(len(y))])
+
+
+def _micro_f1(predicted: np.ndarray, y: np.ndarray, skip: int) -> float:
+    """Micro-F1 over every label but `skip` (the no-relation label)."""
+    hits = int(np.sum((predicted == y) & (y != skip)))
+    total = int(np.sum(predicted != skip)) + int(np.sum(y != skip))
+    return 2 * hits / total if total else 0.0
 
 
 def _no_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -162,6 +162,21 @@ def test_leave_one_out_accuracy_is_honest_about_a_lone_outlier() -> None:
     assert fitted.calibrated_accuracy == pytest.approx(10 / 11)
 
 
+def test_with_a_no_relation_label_the_method_is_chosen_by_the_f1_of_the_relations() -> None:
+    # 6 "Other" the model calls "Other" by 1 nat, 4 "Causes" it calls "Other" by 0.5 nats: biases tuned for
+    # accuracy could answer "Other" everywhere (6/10, relation F1 0); by F1 the chosen calibration finds relations
+    labels = ("Other", "Causes")
+    gold = ["Other"] * 6 + ["Causes"] * 4
+    rows = [{"Other": 0.0, "Causes": -1.0}] * 6 + [{"Other": 0.0, "Causes": -0.5}] * 4
+    by_accuracy = fit(rows, gold, labels)
+    by_f1 = fit(rows, gold, labels, ignore="Other")
+    assert by_accuracy.loo_f1 is None and by_f1.loo_f1 is not None
+    assert by_f1.loo_f1 > 0.5
+    shift = by_f1.calibration.bias[1] - by_f1.calibration.bias[0]
+    assert 0.5 < shift < 1.0  # "Causes" now wins where the model hesitated, "Other" where it was sure
+    assert fit(rows, gold, labels, ignore="Missing").loo_f1 is None  # a name outside the labels is no filter
+
+
 def test_contextual_scores_win_when_the_bias_changes_from_prompt_to_prompt() -> None:
     # Each prompt leans a different way (say, toward the label of its last demonstration); the content-free
     # baseline of the same prompt carries the same lean, so scores relative to it recover the signal.
