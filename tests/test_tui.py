@@ -161,6 +161,14 @@ async def wait_job(pilot: Pilot[None], timeout: float = 20.0) -> None:
     await pilot.pause()
 
 
+async def annotate_ten(pilot: Pilot[None], app: LlmaaaApp, started: int) -> None:
+    """On the Run tab, start annotating 10 examples and wait until `started` of them are done."""
+    await pilot.press("3")
+    set_input(app, "#annotate-n", "10")
+    await pilot.press("a")
+    await wait_for(pilot, lambda: done(app) >= started)
+
+
 def done(app: LlmaaaApp) -> int:
     return int(app.query_one("#progress", ProgressBar).progress)
 
@@ -362,10 +370,7 @@ async def test_pause_holds_the_job_and_resume_finishes_it(make_project: Callable
     project = classify_project(make_project, write_file)
     app = make_app(project, tmp_path, Teacher(delay=0.15))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "10")
-        await pilot.press("a")
-        await wait_for(pilot, lambda: done(app) >= 1)
+        await annotate_ten(pilot, app, started=1)
         await pilot.press("p")
         assert text(app, "#state") == "annotate: paused"
         assert any("annotate paused" in message for _, message in notes(app))
@@ -390,10 +395,7 @@ async def test_cancel_keeps_what_was_stored_and_a_rerun_does_the_rest(
     teacher = Teacher(delay=0.1)
     app = make_app(project, tmp_path, teacher)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "10")
-        await pilot.press("a")
-        await wait_for(pilot, lambda: done(app) >= 2)
+        await annotate_ten(pilot, app, started=2)
         await pilot.press("x")
         await wait_job(pilot)
         assert text(app, "#state") == "annotate: cancelled"
@@ -418,10 +420,7 @@ async def test_a_second_job_is_refused_while_one_runs(make_project: Callable[...
     project = classify_project(make_project, write_file)
     app = make_app(project, tmp_path, Teacher(delay=0.1))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "10")
-        await pilot.press("a")
-        await wait_for(pilot, lambda: done(app) >= 1)
+        await annotate_ten(pilot, app, started=1)
         await pilot.press("t")
         assert ("warning", "annotate is still running: pause, cancel (x) or wait") in notes(app)
         assert app.job_name == "annotate"
