@@ -61,10 +61,13 @@ def quality(args: argparse.Namespace) -> None:
     labels = spec["labels"] or tuple(LabelInfo(name) for name in sorted({row["label"] for row in train}))
     settings = ProjectSettings(spec["task"], labels, no_relation=spec.get("no_relation"),
                                prompt=PromptSettings(demos=args.demos, k=4))
-    project = Project.init(root / "project", settings)
-    project.import_corpus(write(root / "pool.jsonl", pool))
-    project.import_corpus(write(root / "held-out.jsonl", test))  # labels hidden: the teacher is scored on them
-    project.import_gold(write(root / "gold.jsonl", gold), "demo")
+    if (root / "project" / "project.sqlite").exists():  # a kept project: its annotations are reused, not redone
+        project = Project.open(root / "project")
+    else:
+        project = Project.init(root / "project", settings)
+        project.import_corpus(write(root / "pool.jsonl", pool))
+        project.import_corpus(write(root / "held-out.jsonl", test))  # labels hidden: the teacher is scored on them
+        project.import_gold(write(root / "gold.jsonl", gold), "demo")
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
     embed = load_embedder(DEFAULT_STUDENT, models, project) if args.demos == "knn" else None
@@ -84,18 +87,21 @@ def quality(args: argparse.Namespace) -> None:
     agreement = sum(teacher_labels[e] == references[e] for e in pool_ids(pool)) / len(pool)
     print(f"teacher on the held-out set: {spec['metric']} {teacher:.4f}  (its labels on the {len(pool)} training "
           f"examples are {agreement:.1%} right)", flush=True)
-    print(f"{'student data':12} {spec['metric']:>9} {'vs teacher':>10} {'train s':>8}", flush=True)
-    for mode in args.modes.split(","):
+    print(f"{'student data':16} {spec['metric']:>9} {'vs teacher':>10} {'LLM labels':>10} {'train s':>8}", flush=True)
+    for name in args.modes.split(","):
+        mode, _, top = name.partition("-top")  # "llm-top50": the 50% most confident of each label
         config = TrainConfig(data=mode, epochs=args.epochs, max_length=args.max_length,  # type: ignore[arg-type]
                              seed=args.seed, examples=tuple(row["id"] for row in pool),
-                             min_confidence=args.min_confidence, threads=args.threads)
+                             min_confidence=args.min_confidence, keep_top=int(top or 100) / 100,
+                             balance=not args.no_balance, threads=args.threads)
         report = Trainer(project, config, models).run()
         model, encoder = load_student(report.folder)
         examples = list(project.store.examples(ids=test_ids))
         predicted = {e.id: label for e, (label, _, _) in zip(examples, predict(model, encoder, examples),
                                                               strict=True)}
         score = _score(task, project, test_ids, references, predicted)
-        print(f"{mode:12} {score:9.4f} {score - teacher:+10.4f} {report.seconds:8.0f}", flush=True)
+        used = report.trained_on - (args.gold if mode == "combined" else 0) if mode != "gold" else 0
+        print(f"{name:16} {score:9.4f} {score - teacher:+10.4f} {used:10} {report.seconds:8.0f}", flush=True)
     print(f"(project kept in {root})", file=sys.stderr)
 
 
@@ -184,7 +190,9 @@ def main() -> None:
     q.add_argument("--gold", type=int, default=100)
     q.add_argument("--test", type=int, default=2000)
     q.add_argument("--demos", choices=["none", "knn"], default="knn")
-    q.add_argument("--modes", default="llm,gold,combined")
+    q.add_argument("--modes", default="llm,llm-top50,gold,combined,combined-top50",
+                   help="llm, gold or combined; '-topNN' keeps the NN%% most confident LLM labels of each label")
+    q.add_argument("--no-balance", action="store_true", help="do not balance the LLM label classes")
     q.add_argument("--epochs", type=int, default=10)
     q.add_argument("--max-length", type=int, default=256)
     q.add_argument("--min-confidence", type=float, default=0.0)

@@ -345,6 +345,10 @@ def student_options(command: F) -> F:
                      help="Longest input in sub-word tokens."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Discard LLM labels below this calibrated confidence."),
+        click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+                     help="Keep this share of each label's LLM labels, the most confident (0.5 suits a weak teacher)."),
+        click.option("--no-balance", is_flag=True,
+                     help="Classification: do not give every LLM label class the same total weight."),
         click.option("--no-confidence-weights", is_flag=True, help="Weight every LLM label equally."),
         click.option("--reweight", is_flag=True, help="Learned example reweighting on the gold demo pool (LLMaAA)."),
         click.option("--train-threads", type=int, default=None, help="CPU threads for training [default: all]."),
@@ -355,10 +359,10 @@ def student_options(command: F) -> F:
 
 
 def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float, max_length: int,
-                 min_confidence: float, no_confidence_weights: bool, reweight: bool, train_threads: int | None,
-                 **extra: Any) -> TrainConfig:
+                 min_confidence: float, keep_top: float, no_balance: bool, no_confidence_weights: bool, reweight: bool,
+                 train_threads: int | None, **extra: Any) -> TrainConfig:
     return TrainConfig(student=student, epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=lr,
-                       max_length=max_length, min_confidence=min_confidence,
+                       max_length=max_length, min_confidence=min_confidence, keep_top=keep_top, balance=not no_balance,
                        confidence_weights=not no_confidence_weights, reweight=reweight, threads=train_threads,
                        **extra)
 
@@ -426,7 +430,8 @@ def train(obj: Context, data: str, source: str, seed: int, **options: Any) -> No
     with obj.open() as project, training_progress() as update:
         report = Trainer(project, config, obj.models_dir, update).run()
     click.echo(f"student run {report.run_id}: trained on {report.trained_on} examples ({report.discarded} LLM labels "
-               f"below --min-confidence), best epoch {report.best_epoch}, {report.seconds:.0f}s -> {report.folder}")
+               f"discarded by --min-confidence or --keep-top), best epoch {report.best_epoch}, "
+               f"{report.seconds:.0f}s -> {report.folder}")
     for split in ("validation", "test"):
         if split in report.metrics:
             click.echo(f"  {split}: " + _metric_line(report.metrics[split]))

@@ -183,6 +183,8 @@ class TrainConfig:
     max_length: int = 256
     confidence_weights: bool = True
     min_confidence: float = 0.0
+    keep_top: float = 1.0  # keep this share of each label's LLM labels, the most confident ones
+    balance: bool = True  # classification: every LLM label class carries the same total loss weight
     seed: int = 0
     threads: int | None = None
     examples: tuple[str, ...] | None = None  # restrict LLM-labeled training data to these ids (active learning)
@@ -200,3 +202,5 @@ class TrainConfig:
             raise LlmaaaError(f"--max-length {self.max_length} is out of range: use 16 to 4096")
         if not 0 <= self.min_confidence <= 1:
             raise LlmaaaError("--min-confidence must be in 0..1")
+        if not 0 < self.keep_top <= 1:
+            raise LlmaaaError(f"--keep-top {self.keep_top} is outside 0..1: it is the share of labels to keep")

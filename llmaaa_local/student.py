@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -173,20 +175,50 @@ def score_pool(model: StudentModel, encoder: InputEncoder, examples: Sequence[Ex
 
 
 def training_data(project: Project, config: TrainConfig) -> tuple[list[Example], list[float], int]:
-    """Pool examples with their newest LLM label (as `label`), loss weights, and how many were discarded."""
+    """Pool examples with their newest LLM label (as `label`), loss weights, and how many were discarded.
+
+    Labels under `min_confidence` are dropped, then all but the `keep_top` most confident share of each label (NER: of
+    all sentences). Weights are the confidences (when `confidence_weights`), and for classification with `balance`
+    scaled so that every label carries the same total weight: a teacher that says "positive" three times in four
+    should not teach the student that prior."""
     wanted = set(config.examples) if config.examples is not None else None
     labels = {eid: (label, confidence) for eid, label, confidence, _ in project.store.latest_labels(config.source,
                                                                                                       "pool")
               if wanted is None or eid in wanted}
-    examples, weights, discarded = [], [], 0
+    kept: list[tuple[Example, float | None]] = []
+    discarded = 0
     for example in project.store.examples(ids=list(labels)):
         label, confidence = labels[example.id]
         if confidence is not None and confidence < config.min_confidence:
             discarded += 1
             continue
-        examples.append(replace(example, label=label))
-        weights.append(confidence if config.confidence_weights and confidence is not None else 1.0)
-    return examples, weights, discarded
+        kept.append((replace(example, label=label), confidence))
+    per_label = project.settings.task != "ner"
+    if config.keep_top < 1:
+        chosen = most_confident(kept, config.keep_top, per_label)
+        discarded += len(kept) - len(chosen)
+        kept = chosen
+    weights = [confidence if config.confidence_weights and confidence is not None else 1.0 for _, confidence in kept]
+    if config.balance and project.settings.task == "classify" and kept:
+        counts = Counter(example.label for example, _ in kept)
+        weights = [w * len(kept) / (len(counts) * counts[example.label]) for w, (example, _) in zip(weights, kept,
+                                                                                                  strict=True)]
+    return [example for example, _ in kept], weights, discarded
+
+
+def most_confident(labeled: list[tuple[Example, float | None]], share: float, per_label: bool,
+                   ) -> list[tuple[Example, float | None]]:
+    """The `share` (rounded up) most confident of each label's examples, in their original order; labels without a
+    confidence (imported so) are always kept."""
+    groups: dict[Any, list[int]] = {}
+    for index, (example, _) in enumerate(labeled):
+        groups.setdefault(example.label if per_label else None, []).append(index)
+    confidence = [math.inf if c is None else c for _, c in labeled]
+    keep: set[int] = set()
+    for indexes in groups.values():
+        ranked = sorted(indexes, key=lambda i: -confidence[i])
+        keep.update(ranked[: math.ceil(share * len(indexes))])
+    return [item for index, item in enumerate(labeled) if index in keep]
 
 
 class Trainer:
@@ -263,8 +295,10 @@ class Trainer:
     def _fit(self, model: StudentModel, encoder: InputEncoder, phase: str, data: list[Example],
              weights: list[float], validation: list[Example]) -> tuple[int, list[dict[str, Any]]]:
         """Train up to `epochs` (more when that is fewer than `min_steps` steps), keeping the weights with the lowest
-        validation loss (early stopping)."""
+        validation loss (early stopping). A validation set that shares examples with `data` (gold training without a
+        dev split) measures memorisation, not learning: then the whole schedule runs and the last weights stay."""
         config = self.config
+        held_out = {e.id for e in validation}.isdisjoint(e.id for e in data)
         encoded = encoder.encode(data)
         valid_encoded = encoder.encode(validation)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
@@ -312,7 +346,9 @@ class Trainer:
             if self.on_progress:
                 self.on_progress(TrainProgress(phase, epoch, epochs, steps_per_epoch, steps_per_epoch,
                                                float(np.mean(losses)), validation_loss))
-            if validation_loss < best_loss:
+            if not held_out:
+                best_epoch = epoch
+            elif validation_loss < best_loss:
                 best_loss, best_state, best_epoch, stale = validation_loss, copy.deepcopy(model.state_dict()), epoch, 0
             else:
                 stale += 1

@@ -181,9 +181,16 @@ def test_train_export_label_evaluate_from_the_command_line(tmp_path: Path, tiny_
     run("import", "annotations", write_jsonl(tmp_path / "llm.jsonl", llm_annotation_records("classify", corpus)),
         "--source", "teacher")
 
-    output = run("train", "--student", str(tiny_encoder), "--epochs", "1", "--max-length", "64", "--batch-size", "8",
-                 "--train-threads", "1")
-    assert "student run 1: trained on 40 examples (0 LLM labels below --min-confidence), best epoch 1" in output
+    small = ("--student", str(tiny_encoder), "--epochs", "1", "--max-length", "64", "--batch-size", "8",
+             "--train-threads", "1")
+    output = run("train", *small, "--keep-top", "0.5", "--no-balance")
+    assert "student run 1: trained on 20 examples (20 LLM labels discarded by --min-confidence or --keep-top)" in output
+    with Project.open(tmp_path / "project") as opened:
+        config = json.loads(opened.store.db.execute("SELECT config FROM student_runs WHERE id = 1").fetchone()[0])
+    assert (config["keep_top"], config["balance"]) == (0.5, False)
+    assert "0.0 is not in the range 0<x<=1" in runner.invoke(main, [*base, "train", *small, "--keep-top", "0"]).output
+    output = run("train", *small)
+    assert "student run 2: trained on 40 examples (0 LLM labels discarded by --min-confidence or --keep-top)" in output
     assert "validation: n 16  accuracy " in output and "test: n 20  accuracy " in output
 
     output = run("export")

@@ -3,10 +3,13 @@ filtering, that it learns, failures, and the input encoding shared with ONNX lab
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +163,7 @@ def test_combined_mode_trains_on_llm_labels_then_gold(classify_project: Project,
 
 def test_min_confidence_discards_low_confidence_llm_labels(classify_project: Project, tiny_encoder: Path,
                                                            tmp_path: Path) -> None:
-    config = TrainConfig(student=str(tiny_encoder), min_confidence=0.5)
+    config = TrainConfig(student=str(tiny_encoder), min_confidence=0.5, balance=False)
     examples, weights, discarded = training_data(classify_project, config)
     assert discarded == 2 and len(examples) == 38
     assert {"rev-0001", "rev-0002"}.isdisjoint(e.id for e in examples)  # the two wrong labels
@@ -174,10 +177,59 @@ def test_min_confidence_discards_low_confidence_llm_labels(classify_project: Pro
 
 def test_llm_labels_weight_the_loss_by_confidence_unless_told_not_to(classify_project: Project,
                                                                     tiny_encoder: Path) -> None:
-    _, weighted, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder)))
+    _, weighted, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder), balance=False))
     assert sorted(set(weighted)) == [pytest.approx(WRONG_CONFIDENCE), pytest.approx(LLM_CONFIDENCE)]
-    _, flat, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder), confidence_weights=False))
+    _, flat, _ = training_data(classify_project, TrainConfig(student=str(tiny_encoder), confidence_weights=False,
+                                                             balance=False))
     assert flat == [1.0] * 40
+
+
+def test_keep_top_keeps_the_most_confident_share_of_each_label(classify_project: Project, tiny_encoder: Path,
+                                                               tmp_path: Path) -> None:
+    labels = {eid: label for eid, label, _, _ in classify_project.store.latest_labels("", "pool")}
+    counts = Counter(labels.values())
+    examples, _, discarded = training_data(classify_project, TrainConfig(student=str(tiny_encoder), keep_top=0.3))
+    assert Counter(e.label for e in examples) == {label: math.ceil(0.3 * n) for label, n in counts.items()}
+    assert discarded == 40 - len(examples)
+    assert {"rev-0001", "rev-0002"}.isdisjoint(e.id for e in examples)  # the least confident go first
+    order = classify_project.store.example_ids("pool")
+    assert [e.id for e in examples] == sorted((e.id for e in examples), key=order.index)
+    report = train_student(classify_project, tiny_encoder, tmp_path, keep_top=0.3)
+    assert (report.trained_on, report.discarded) == (len(examples), discarded)
+
+
+def test_keep_top_ranks_all_sentences_together_for_ner(tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, "ner", pool=10, wrong=3) as project:
+        examples, _, discarded = training_data(project, TrainConfig(student=str(tiny_encoder), keep_top=0.7))
+        assert (len(examples), discarded) == (7, 3)
+        assert {e.id for e in examples}.isdisjoint(project.store.example_ids("pool")[:3])
+
+
+def test_balance_gives_every_label_class_the_same_total_weight(tmp_path: Path, tiny_encoder: Path) -> None:
+    with student_project(tmp_path, "classify", wrong=8) as project:  # 8 flipped labels: the classes are uneven
+        flat = TrainConfig(student=str(tiny_encoder), confidence_weights=False)
+        examples, weights, _ = training_data(project, flat)
+        totals = Counter[Any]()
+        for example, weight in zip(examples, weights, strict=True):
+            totals[example.label] += weight
+        assert len(set(Counter(e.label for e in examples).values())) == 2  # uneven ...
+        assert totals["positive"] == pytest.approx(totals["negative"]) == pytest.approx(20.0)  # ... weighted even
+        _, unbalanced, _ = training_data(project, replace(flat, balance=False))
+        assert unbalanced == [1.0] * 40
+    with student_project(tmp_path / "ner", "ner") as project:  # NER labels are tag sequences: never balanced
+        _, weights, _ = training_data(project, TrainConfig(student=str(tiny_encoder), confidence_weights=False))
+        assert weights == [1.0] * 40
+
+
+def test_gold_training_without_a_dev_split_runs_every_epoch(classify_project: Project, tiny_encoder: Path,
+                                                           tmp_path: Path) -> None:
+    """Validating on the training examples themselves says nothing about when to stop, so no early stopping."""
+    report = train_student(classify_project, tiny_encoder, tmp_path, data="gold", epochs=5, patience=1,
+                           learning_rate=0.9)  # a wild rate: the loss goes up somewhere
+    history = report.metrics["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5] and report.best_epoch == 5
+    losses = [row["validation_loss"] for row in history]
+    assert any(later >= earlier for earlier, later in itertools.pairwise(losses))  # it would have stopped
 
 
 def test_examples_restricts_the_llm_training_set(classify_project: Project, tiny_encoder: Path,
@@ -220,6 +272,8 @@ def test_gold_mode_without_a_demo_split_says_how_to_import_gold(tmp_path: Path, 
     ({"learning_rate": 1.5}, "out of range"),
     ({"max_length": 8}, "use 16 to 4096"),
     ({"min_confidence": 1.5}, "0..1"),
+    ({"keep_top": 0.0}, "share of labels to keep"),
+    ({"keep_top": 1.5}, "share of labels to keep"),
 ])
 def test_train_config_is_validated(options: dict[str, Any], message: str) -> None:
     with pytest.raises(LlmaaaError, match=message):
