@@ -109,13 +109,14 @@ def main() -> None:
         print(f"{name:28}" + "".join(f"{row['student'].get(metric, float('nan')):8.4f}" for row in curve))
     random_name = f"random-s{args.seed}"
     if random_name in curves:
-        target = curves[random_name][-1]["student"].get(metric, 0.0)
+        scores = [row["student"].get(metric, 0.0) for row in curves[random_name]]
         final = curves[random_name][-1]["labeled"]
-        print(f"\nrandom reaches {target:.4f} with {final} labels; labels each strategy needs to reach it:")
-        for name, curve in curves.items():
-            needed = share_needed(curve, target, metric)
-            share = f"{needed / final:.0%}" if needed else "not reached"
-            print(f"  {name:28} {needed if needed else '-':>6}  ({share})")
+        for what, target in (("final", scores[-1]), ("best", max(scores))):
+            print(f"\nrandom's {what} score {target:.4f} (of {final} labels): labels each loop needs to reach it")
+            for name, curve in curves.items():
+                needed = share_needed(curve, target, metric)
+                share = f"{needed / final:.0%}" if needed else "not reached"
+                print(f"  {name:28} {needed if needed else '-':>6}  ({share})")
     print("\nstudent vs teacher at the last round (teacher = its labels on the examples it annotated):")
     for name, curve in curves.items():
         last = curve[-1]

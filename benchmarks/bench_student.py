@@ -26,6 +26,7 @@ from shared_data import DATA, records, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
+from llmaaa_local.encoding import StudentSpec
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
@@ -119,10 +120,12 @@ def _score(task: Any, project: Project, ids: list[str], references: dict[str, An
 
 def speed(args: argparse.Namespace) -> None:
     project = Project.open(args.project)
-    if not project.store.artifacts("onnx-int8"):
-        export_student(project, ExportConfig())
-    checkpoint = Path(project.store.artifacts("checkpoint")[0]["path"])
-    onnx_folder = Path(project.store.artifacts("onnx-int8")[0]["path"])
+    run = args.run or project.store.artifacts("checkpoint")[0]["run_id"]  # the newest student by default
+    if not [a for a in project.store.artifacts("onnx-int8") if a["run_id"] == run]:
+        export_student(project, ExportConfig(), run)
+    checkpoint = Path(next(a["path"] for a in project.store.artifacts("checkpoint") if a["run_id"] == run))
+    exported = next(a for a in project.store.artifacts("onnx-int8") if a["run_id"] == run)
+    onnx_folder = Path(exported["path"])
     examples = list(project.store.examples("pool"))[: args.n]
     references = project.store.reference_labels("pool")
     task = task_for(project.settings)
@@ -144,18 +147,17 @@ def speed(args: argparse.Namespace) -> None:
         score = _score(task, project, [e.id for e in examples if e.id in references], references, predicted)
         results[name] = (len(examples) / seconds, score)
     base_rate, base_score = results["pytorch fp32"]
-    print(f"{len(examples)} examples, {args.threads} threads")
+    print(f"student run {run} (max length {StudentSpec.load(checkpoint).max_length}), {len(examples)} examples, "
+          f"{args.threads} threads")
     for name, (rate, score) in results.items():
         print(f"{name:13} {rate:8.1f} docs/s  {rate / base_rate:5.2f}x PyTorch   accuracy {score:.4f} "
               f"({(score - base_score) * 100:+.2f} points)")
     if args.full:
-        full_corpus(args)
+        full_corpus(args, project, exported)
 
 
-def full_corpus(args: argparse.Namespace) -> None:
+def full_corpus(args: argparse.Namespace, source: Project, checkpoint_run: dict[str, Any]) -> None:
     """Time and peak memory of labeling all 50k IMDb reviews with the int8 student, in a fresh process."""
-    source = Project.open(args.project)
-    checkpoint_run = source.store.artifacts("onnx-int8")[0]
     root = Path(tempfile.mkdtemp(prefix="bench-label-"))
     code = (
         "import sys, time\nfrom pathlib import Path\n"
@@ -204,6 +206,7 @@ def main() -> None:
     s.add_argument("--project", type=Path, required=True)
     s.add_argument("--n", type=int, default=1000)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--run", type=int, default=None, help="student run to measure [default: the newest]")
     s.add_argument("--full", action="store_true", help="also label all 50k IMDb reviews")
     args = parser.parse_args()
     {"quality": quality, "speed": speed}[args.command](args)

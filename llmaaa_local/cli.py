@@ -472,8 +472,8 @@ def export_(obj: Context, int8: bool, run_id: int | None) -> None:
     with obj.open() as project:
         report = export_student(project, ExportConfig(int8=int8), run_id)
     for kind, parity in report.parity.items():
-        click.echo(f"{kind:9} parity on {parity['n']} examples: agreement {parity['agreement']:.1%}, largest "
-                   f"probability difference {parity['max_difference']:.2e}")
+        click.echo(f"{kind:9} parity on {parity['n']} examples: agreement {parity['agreement']:.1%}, probability "
+                   f"difference mean {parity['mean_difference']:.2e}, largest {parity['max_difference']:.2e}")
     click.echo(f"exported to {report.folder} ({report.seconds:.0f}s)")
 
 

@@ -31,19 +31,20 @@ INT8_FILE = "model_quantized.onnx"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Parity limits: fp32 must agree everywhere; int8 may flip a few borderline examples."""
+    """Parity limits: fp32 must agree everywhere; int8 may flip a few borderline examples (where one flip moves a
+    confident probability almost all the way), but not drift on average."""
 
     int8: bool = True
-    parity_examples: int = 64
+    parity_examples: int = 200
     fp32_max_difference: float = 1e-3  # largest |p_torch - p_onnx| over all labels and examples
     int8_min_agreement: float = 0.95
-    int8_max_difference: float = 0.25
+    int8_mean_difference: float = 0.05  # mean over examples of the largest |p_torch - p_int8| over labels
     threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.parity_examples < 1:
             raise LlmaaaError("the parity check needs at least one example")
-        if not 0 <= self.int8_min_agreement <= 1 or self.fp32_max_difference < 0 or self.int8_max_difference < 0:
+        if not 0 <= self.int8_min_agreement <= 1 or self.fp32_max_difference < 0 or self.int8_mean_difference < 0:
             raise LlmaaaError("parity limits: agreement in 0..1, differences 0 or more")
 
 
@@ -110,15 +111,16 @@ def _export(source: Path, folder: Path, spec: StudentSpec, int8: bool) -> None:
 
 
 def _quantization_config(auto: Any) -> Any:
-    """Dynamic int8 for the instruction set this CPU has (VNNI where present)."""
+    """Dynamic int8 for the instruction set this CPU has (VNNI where present), one scale per output channel: with
+    one scale per tensor an IMDb MiniLM student lost 2.3 points of accuracy, per channel none (benchmarks/)."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if "avx512_vnni" in flags:
-        return auto.avx512_vnni(is_static=False, per_channel=False)
+        return auto.avx512_vnni(is_static=False, per_channel=True)
     if "avx512f" in flags:
-        return auto.avx512(is_static=False, per_channel=False)
+        return auto.avx512(is_static=False, per_channel=True)
     if "avx2" in flags:
-        return auto.avx2(is_static=False, per_channel=False)
-    return auto.arm64(is_static=False, per_channel=False)
+        return auto.avx2(is_static=False, per_channel=True)
+    return auto.arm64(is_static=False, per_channel=True)
 
 
 def _held_out(project: Project, count: int) -> list[Example]:
@@ -140,18 +142,26 @@ def _torch_predictions(source: Path, examples: list[Example]) -> list[tuple[Labe
 
 def _parity(spec: StudentSpec, examples: list[Example], reference: list[tuple[Label, dict[str, float] | None, float]],
             exported: list[tuple[Label, dict[str, float] | None, float]]) -> dict[str, float]:
-    """Agreement of the predicted labels (NER: of the words' tags) and the largest probability difference."""
+    """Agreement of the predicted labels (NER: of the words' tags), and the largest and mean (over examples)
+    probability difference."""
     if spec.task == "ner":
         agree = [tag_a == tag_b
                  for e, a, b in zip(examples, reference, exported, strict=True)
                  for tag_a, tag_b in zip(_tags(e, a[0]), _tags(e, b[0]), strict=True)]
     else:
         agree = [a[0] == b[0] for a, b in zip(reference, exported, strict=True)]
-    differences = [abs(a[2] - b[2]) for a, b in zip(reference, exported, strict=True)]
-    for (_, p, _), (_, q, _) in zip(reference, exported, strict=True):
-        if p is not None and q is not None:
-            differences.append(max(abs(p[k] - q[k]) for k in p))
-    return {"n": len(examples), "agreement": float(np.mean(agree)), "max_difference": float(max(differences))}
+    differences = [_difference(a, b) for a, b in zip(reference, exported, strict=True)]
+    return {"n": len(examples), "agreement": float(np.mean(agree)), "max_difference": float(max(differences)),
+            "mean_difference": float(np.mean(differences))}
+
+
+def _difference(a: tuple[Label, dict[str, float] | None, float], b: tuple[Label, dict[str, float] | None, float],
+                ) -> float:
+    """One example's largest |p_torch - p_onnx|: over its label probabilities and its confidence."""
+    gaps = [abs(a[2] - b[2])]
+    if a[1] is not None and b[1] is not None:
+        gaps += [abs(a[1][k] - b[1][k]) for k in a[1]]
+    return max(gaps)
 
 
 def _tags(example: Example, label: Label) -> list[str]:
@@ -164,7 +174,8 @@ def _check(parity: dict[str, dict[str, float]], config: ExportConfig) -> None:
         raise LlmaaaError(f"ONNX export differs from the PyTorch student: agreement {fp32['agreement']:.3f}, largest "
                           f"probability difference {fp32['max_difference']:.2e} (limit {config.fp32_max_difference})")
     int8 = parity.get("onnx-int8")
-    if int8 and (int8["agreement"] < config.int8_min_agreement or int8["max_difference"] > config.int8_max_difference):
+    if int8 and (int8["agreement"] < config.int8_min_agreement or
+                 int8["mean_difference"] > config.int8_mean_difference):
         raise LlmaaaError(f"int8 export drifts too far from the PyTorch student: agreement {int8['agreement']:.3f} "
-                          f"(limit {config.int8_min_agreement}), largest probability difference "
-                          f"{int8['max_difference']:.3f} (limit {config.int8_max_difference}); export with --no-int8")
+                          f"(limit {config.int8_min_agreement}), mean probability difference "
+                          f"{int8['mean_difference']:.3f} (limit {config.int8_mean_difference}); export with --no-int8")
