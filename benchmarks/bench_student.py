@@ -139,9 +139,9 @@ def speed(args: argparse.Namespace) -> None:
         "onnx int8": lambda: OnnxStudent(onnx_folder, "model_quantized.onnx", args.threads).predict(examples),
     }
     results: dict[str, tuple[float, float]] = {}
-    for name, run in runners.items():
+    for name, runner in runners.items():
         run_started = time.perf_counter()
-        predictions = run()
+        predictions = runner()
         seconds = time.perf_counter() - run_started
         predicted = {e.id: p[0] for e, p in zip(examples, predictions, strict=True)}
         score = _score(task, project, [e.id for e in examples if e.id in references], references, predicted)
