@@ -93,12 +93,8 @@ def main() -> None:
         project.import_corpus(corpus)
         ids = tuple(r["id"] for r in batch)
         examples = list(project.store.examples(ids=ids))
-        vectors = embed(examples) if embed else None
-        planned = [(e, annotator.pool.choose(e, None if vectors is None else vectors[i]))
-                   for i, e in enumerate(examples)]
-        planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))  # the annotator's order
         prompts = []
-        for example, demos in planned:
+        for example, demos in annotator.plan(examples):
             request = annotator.task.request(example, demos, settings.prompt.max_chars)
             for prompt in (request.prompt, getattr(request, "baseline", None)):
                 text = ours.render(prompt) if prompt is not None else None  # type: ignore[attr-defined]

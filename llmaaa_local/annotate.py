@@ -190,13 +190,8 @@ class Annotator:
                   on_progress: Callable[[AnnotateProgress], None] | None, round_id: int | None) -> None:
         if not examples:
             return
-        vectors = self.embed(examples) if self.pool.mode == "knn" and self.pool.demos and self.embed else None
-        planned = [(example, self.pool.choose(example, vectors[i] if vectors is not None else None))
-                   for i, example in enumerate(examples)]
-        # Prompts that start with the same demonstrations run back to back, so the KV cache reuses them too.
-        planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))
         progress.total += len(examples)
-        for example, demos in planned:
+        for example, demos in self.plan(examples):
             annotation = self._annotate_one(example, demos, round_id)
             progress.done += 1
             if annotation is None:
@@ -210,6 +205,15 @@ class Annotator:
                 progress.latest, progress.latest_text = annotation, example.text
             if on_progress is not None:
                 on_progress(progress)
+
+    def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
+        """Each example with its demonstrations, in the order they are sent: prompts that start with the same
+        demonstrations run back to back, so the KV cache reuses them too."""
+        vectors = self.embed(examples) if self.pool.mode == "knn" and self.pool.demos and self.embed else None
+        planned = [(example, self.pool.choose(example, vectors[i] if vectors is not None else None))
+                   for i, example in enumerate(examples)]
+        planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))
+        return planned
 
     def _annotate_one(self, example: Example, demos: list[Example], round_id: int | None) -> Annotation | None:
         """Ask the LLM about one example unless the same request is cached; None when cached."""

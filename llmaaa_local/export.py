@@ -114,13 +114,9 @@ def _quantization_config(auto: Any) -> Any:
     """Dynamic int8 for the instruction set this CPU has (VNNI where present), one scale per output channel: with
     one scale per tensor an IMDb MiniLM student lost 2.3 points of accuracy, per channel none (benchmarks/)."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "avx512_vnni" in flags:
-        return auto.avx512_vnni(is_static=False, per_channel=True)
-    if "avx512f" in flags:
-        return auto.avx512(is_static=False, per_channel=True)
-    if "avx2" in flags:
-        return auto.avx2(is_static=False, per_channel=True)
-    return auto.arm64(is_static=False, per_channel=True)
+    preset = next((name for flag, name in (("avx512_vnni", "avx512_vnni"), ("avx512f", "avx512"), ("avx2", "avx2"))
+                   if flag in flags), "arm64")
+    return getattr(auto, preset)(is_static=False, per_channel=True)
 
 
 def _held_out(project: Project, count: int) -> list[Example]:
