@@ -64,11 +64,12 @@ def share_needed(curve: list[dict[str, Any]], target: float, metric: str) -> int
 
 
 def mean_curves(runs: list[dict[str, list[dict[str, Any]]]], metric: str) -> dict[str, list[dict[str, Any]]]:
-    """Curves averaged round by round over seeds (student and teacher scores; labels used from the first seed)."""
+    """Curves averaged round by round over seeds (student and teacher scores; labels used from the first seed), as
+    far as every seed's curve goes (a loop whose pool ran out stops early)."""
     mean: dict[str, list[dict[str, Any]]] = {}
     for name, first in runs[0].items():
         rows = []
-        for i, row in enumerate(first):
+        for i, row in enumerate(first[: min(len(curves[name]) for curves in runs)]):
             same = [curves[name][i] for curves in runs]
             rows.append({"labeled": row["labeled"],
                          "student": {metric: sum(r["student"].get(metric, 0.0) for r in same) / len(same)},
