@@ -22,6 +22,7 @@ import onnxruntime
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from shared_data import rotated
 
 HIDDEN, INTERMEDIATE = 384, 1536  # all-MiniLM-L6-v2
 
@@ -62,10 +63,10 @@ def main() -> None:
             runners[name] = partial(session.run, None, {"x": x})
         best = dict.fromkeys(runners, float("inf"))
         with torch.inference_mode():
-            for _ in range(args.repeats):  # rotating, best of: the least disturbed run of each
-                for name, run in runners.items():
+            for turn in range(args.repeats):  # rotating, best of: the least disturbed run of each
+                for name in rotated(list(runners), turn):
                     started = time.perf_counter()
-                    run()
+                    runners[name]()
                     best[name] = min(best[name], time.perf_counter() - started)
     flops = 2 * args.tokens * HIDDEN * INTERMEDIATE
     print(f"[{args.tokens} x {HIDDEN}] @ [{HIDDEN} x {INTERMEDIATE}], {args.threads} threads, best of {args.repeats}")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared_data import DATA, records, write
+from shared_data import DATA, records, rotated, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
@@ -151,8 +151,7 @@ def speed(args: argparse.Namespace) -> None:
     predicted: dict[str, dict[str, Any]] = {name: {} for name in runners}
     for number, start in enumerate(range(0, len(examples), SPEED_CHUNK)):  # rotating order: drift hits all alike
         chunk = examples[start : start + SPEED_CHUNK]
-        names = list(runners)[number % len(runners):] + list(runners)[: number % len(runners)]
-        for name in names:
+        for name in rotated(list(runners), number):
             run_started = time.perf_counter()
             predictions = runners[name](chunk)
             seconds[name] += time.perf_counter() - run_started

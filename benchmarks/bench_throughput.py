@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gzip
-import json
 import random
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from llama_cpp import Llama
+from shared_data import DATA, records, rotated, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
@@ -36,9 +35,7 @@ LABELS = (LabelInfo("positive", "the reviewer liked the film"), LabelInfo("negat
 
 
 def reviews(data: Path, split: str, n: int, seed: int) -> list[dict[str, str]]:
-    with gzip.open(data / "imdb" / f"{split}.jsonl.gz", "rt", encoding="utf-8") as handle:
-        records = [json.loads(line) for line in handle]
-    return random.Random(seed).sample(records, n)
+    return random.Random(seed).sample(records(data / "imdb" / f"{split}.jsonl.gz"), n)
 
 
 def bare_pass(llm: Llama, prompts: list[str], reuse: bool) -> tuple[int, float]:
@@ -67,7 +64,7 @@ def main() -> None:
     parser.add_argument("--demos", choices=["none", "knn"], default="none")
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     models = default_models_dir()
     teacher = TeacherSettings(args.model, n_ctx=4096, threads=args.threads)
@@ -76,9 +73,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     settings = ProjectSettings("classify", LABELS, prompt=PromptSettings(demos=args.demos, k=4))
     project = Project.init(root / "p", settings)
-    gold = root / "gold.jsonl"
-    gold.write_text("".join(json.dumps(r) + "\n" for r in reviews(args.data, "train", 100, seed=2)))
-    project.import_gold(gold, "demo")
+    project.import_gold(write(root / "gold.jsonl", reviews(args.data, "train", 100, seed=2)), "demo")
     embed = load_embedder(DEFAULT_STUDENT, models, project) if args.demos == "knn" else None
     annotator = Annotator(project, ours, embed)
     passes = ("annotator", "bare, prefix reuse", "bare, from scratch")
@@ -88,9 +83,7 @@ def main() -> None:
     docs = prompt_tokens = 0
     for round_no in range(args.rounds):
         batch = reviews(args.data, "test", args.n, seed=100 + round_no)
-        corpus = root / f"round{round_no}.jsonl"
-        corpus.write_text("".join(json.dumps(r) + "\n" for r in batch))
-        project.import_corpus(corpus)
+        project.import_corpus(write(root / f"round{round_no}.jsonl", batch))
         ids = tuple(r["id"] for r in batch)
         examples = list(project.store.examples(ids=ids))
         prompts = []
@@ -102,7 +95,7 @@ def main() -> None:
                     seen.add(text)
                     prompts.append(text)
         rates = {}
-        for name in passes[round_no % 3:] + passes[: round_no % 3]:
+        for name in rotated(passes, round_no):
             started = time.perf_counter()
             if name == "annotator":
                 report = annotator.run(AnnotateConfig(ids=ids, calibrate=False))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -20,3 +23,10 @@ def records(path: Path) -> list[dict[str, Any]]:
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def rotated(items: Sequence[T], turn: int) -> list[T]:
+    """`items` started at position `turn` (wrapping): side-by-side passes take turns going first, so a slow spell of
+    the machine hits all of them alike."""
+    start = turn % len(items)
+    return [*items[start:], *items[:start]]
