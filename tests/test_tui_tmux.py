@@ -82,7 +82,8 @@ def test_the_app_in_a_real_terminal(tmp_path: Path) -> None:
         assert "Train t" in run and "Loop o" in run
 
         tmux("send-keys", "-t", "app", "4")
-        review = tmux.wait_for("1 to review", "r01")
+        # the table's first frame may have its columns still narrow ("uns"): wait for the settled one
+        review = tmux.wait_for("1 to review", "r01", "unsure")
         assert "unsure" in review and "pos 0.55" in review and "good review number 1" in review
 
         tmux("send-keys", "-t", "app", "?")

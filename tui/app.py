@@ -118,8 +118,9 @@ class LlmaaaApp(App[None]):
     ]
 
     def __init__(self, project_dir: Path | None = None, models_dir: Path | None = None,
-                 teacher_factory: TeacherFactory | None = None) -> None:
+                 teacher_factory: TeacherFactory | None = None, crash_note: str = "") -> None:
         super().__init__()
+        self.crash_note = crash_note
         self.project_dir = project_dir
         self.models_dir = models_dir or default_models_dir()
         self.choices = Choices(TeacherSettings())
@@ -146,6 +147,8 @@ class LlmaaaApp(App[None]):
 
     def on_mount(self) -> None:
         self.action_refresh()
+        if self.crash_note:
+            self.notify(self.crash_note, severity="error", timeout=30)
 
     # --- project access --------------------------------------------------------------------------------------
 

@@ -158,6 +158,8 @@ class ModelsPane(Pane):
             with Horizontal(classes="row"):
                 for name in REGISTRY:
                     yield Button(f"Pull {name}", id=f"pull-{name}")
+                yield Button("Check this machine", id="doctor",
+                         tooltip="llmaaa-local doctor: CPU flags, the llama.cpp build, and a test decode of each GGUF")
             yield Label("Teacher (GGUF name or path), threads, context, GPU layers; student")
             with Horizontal(classes="row"):
                 yield Input(value=self.main.choices.teacher.model, id="teacher-model")
@@ -185,6 +187,25 @@ class ModelsPane(Pane):
             self.pull(name)
         elif event.button.id == "apply-models":
             self.apply()
+        elif event.button.id == "doctor":
+            self.check_machine()
+
+    def check_machine(self) -> None:
+        """The doctor's report in the log below: each GGUF decodes in a child, so a crash cannot take the UI."""
+        from llmaaa_local.doctor import diagnose
+
+        models_dir, threads = self.main.models_dir, self.main.choices.teacher.threads
+
+        def job(_: Project | None, control: JobControl) -> str:
+            ggufs = [(model.name, model.path) for model in list_models(models_dir) if model.kind == "gguf"]
+            diagnosis = diagnose(ggufs, threads)
+            for line in diagnosis.lines():
+                self.main.log_line(line)
+            if not diagnosis.ok:
+                raise LlmaaaError("problems found: see the log on the Models tab")
+            return "this machine runs every GGUF"
+
+        self.main.run_job("doctor", job, needs_project=False)
 
     def pull(self, *names: str) -> None:
         models_dir = self.main.models_dir
