@@ -117,9 +117,11 @@ class Annotator:
         self.source = f"llm:{llm.name}"
         self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.__dict__})
         demos = list(self.store.examples("demo"))
-        if self.prompt.demos == "knn" and demos and embed is None:
-            raise LlmaaaError("kNN demonstrations need the sentence embedder: pull minilm-l6 or use --demos random")
-        vectors = embed(demos) if self.prompt.demos == "knn" and demos and embed else None
+        if self.prompt.uses_embeddings and demos and embed is None:
+            kind = {"knn": "kNN", "balanced": "balanced kNN", "fixed": "fixed"}[self.prompt.demos]
+            raise LlmaaaError(f"{kind} demonstrations need the sentence embedder: pull minilm-l6 or use --demos "
+                              "random")
+        vectors = embed(demos) if self.prompt.uses_embeddings and demos and embed else None
         self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors)
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
@@ -164,8 +166,11 @@ class Annotator:
         fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
                      [scored[g.id][1] for g in known], ignore=self.settings.no_relation)
         self.calibration = fitted.calibration
-        metrics = {"n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
-                   "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy}
+        metrics: dict[str, Any] = {
+            "n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
+            "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy,
+            "metric": fitted.metric, "loo_score": fitted.loo_score, "rejected": list(fitted.rejected),
+            "summary": fitted.summary()}
         if fitted.loo_f1 is not None:
             metrics["loo_f1"] = fitted.loo_f1
         with self.store.transaction():
@@ -209,7 +214,7 @@ class Annotator:
     def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
         """Each example with its demonstrations, in the order they are sent: prompts that start with the same
         demonstrations run back to back, so the KV cache reuses them too."""
-        vectors = self.embed(examples) if self.pool.mode == "knn" and self.pool.demos and self.embed else None
+        vectors = self.embed(examples) if self.pool.needs_query_vectors and self.embed else None
         planned = [(example, self.pool.choose(example, vectors[i] if vectors is not None else None))
                    for i, example in enumerate(examples)]
         planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))
@@ -222,7 +227,9 @@ class Annotator:
             request = self.task.request(example, demos, max_chars)
             decoding = _decoding(request)
             key = cache_key(self.llm.model_sha256, request, decoding)
-            if self.store.cached_keys([key]):
+            if self.store.cached_keys([key, f"{key}:{example.id}"]):
+                # asked before; if for another example with the same text, this one gets its own copy of the answer
+                self.store.copy_answer(key, example.id, round_id)
                 return None
             try:
                 response = request.run(self.llm)

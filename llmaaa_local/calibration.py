@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.optimize import minimize
+from sklearn.metrics import f1_score
 
 _SWEEPS = 3
 # Bounded below: on a separable gold pool the log-loss keeps falling as T -> 0, which would claim certainty.
@@ -55,35 +57,58 @@ class CalibrationFit:
     calibrated_accuracy: float  # in-sample
     loo_accuracy: float  # each gold example predicted by a calibration fit without it
     method: str = "none"
-    loo_f1: float | None = None  # with a no-relation label: micro-F1 of the other labels, what chose the method
+    loo_f1: float | None = None  # with a no-relation label: micro-F1 of the other labels
+    loo_score: float = 0.0  # what chose the method: leave-one-out macro-F1 (micro-F1 without the no-relation label)
+    metric: str = "macro_f1"
+    rejected: tuple[str, ...] = ()  # candidates that predicted (nearly) one label for every gold example
+
+    def summary(self) -> str:
+        """One line for `annotate` and `status`."""
+        scores, _, bias = self.method.partition("+")
+        line = (f"calibration on {self.n} gold examples: {scores} scores, {bias or 'no'} bias; leave-one-out "
+                f"{self.metric.replace('_', '-')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
+                f"(raw {self.raw_accuracy:.1%})")
+        if self.rejected:
+            line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"
+        return line
+
+
+# Candidates in order of preference on ties: uncalibrated scores first, so a fitted bias has to do better on
+# held-out gold than the scores without one to be chosen.
+_METHODS = ("none", "batch", "match", "prior", "accuracy")
 
 
 def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str],
         baselines: Sequence[Mapping[str, float] | None] | None = None, ignore: str | None = None) -> CalibrationFit:
-    """Choose by leave-one-out accuracy on gold (with `ignore`, a no-relation label: by the micro-F1 of the other
-    labels, as relations are scored, so that answering `ignore` everywhere cannot win): raw or contextual scores
-    (relative to the content-free baseline, when every row has one), then log-loss biases (the label prior), biases
-    tuned for accuracy, or none; earlier choices win ties. Then fit a temperature for the confidences."""
+    """Choose raw or contextual scores (relative to the content-free baseline, when every row has one) and a bias
+    (none; batch: minus the mean score on gold; match: the biases that make the mean predicted distribution the
+    gold label distribution; prior: log-loss biases; accuracy: biases tuned for accuracy) by their leave-one-out
+    macro-F1 on gold (with `ignore`, a no-relation label: the micro-F1 of the other labels, which answering
+    `ignore` everywhere cannot win). A candidate that answers one label for (nearly) every gold example when gold
+    has several is never chosen. Then fit a temperature for the confidences."""
     if not rows:
         return CalibrationFit(Calibration.identity(labels), 0, 0.0, 0.0, 0.0)
     raw_scores = _log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float))
     y = np.array([list(labels).index(label) for label in gold])
     raw = float(np.mean(raw_scores.argmax(1) == y))
     if len(y) < 2:
-        return CalibrationFit(Calibration.identity(labels), len(y), raw, raw, raw)
+        return CalibrationFit(Calibration.identity(labels), len(y), raw, raw, raw, loo_score=raw)
     variants = {"raw": raw_scores}
     if baselines is not None and all(base is not None for base in baselines):
         relative = [[row[label] - base[label] for label in labels]  # type: ignore[index]
                     for row, base in zip(rows, baselines, strict=True)]
-        variants = {"contextual": _log_softmax(np.array(relative, dtype=float)), "raw": raw_scores}
-    methods = {"prior": _prior_bias, "accuracy": _fit_bias, "none": _no_bias}
-    predicted = {(variant, name): _leave_one_out(method, variants[variant], y)
-                 for name, method in methods.items() for variant in variants}
-    loo = {key: float(np.mean(found == y)) for key, found in predicted.items()}
+        variants["contextual"] = _log_softmax(np.array(relative, dtype=float))
+    methods = {"none": _no_bias, "batch": _batch_bias, "match": _match_bias, "prior": _prior_bias,
+               "accuracy": _fit_bias}
+    keys = [(variant, name) for name in _METHODS for variant in variants]
+    predicted = {key: _leave_one_out(methods[key[1]], variants[key[0]], y) for key in keys}
     skip = list(labels).index(ignore) if ignore is not None and ignore in labels else None
-    f1 = {key: _micro_f1(found, y, skip) for key, found in predicted.items()} if skip is not None else None
-    chosen = f1 or loo
-    variant, method = max(chosen, key=lambda key: chosen[key])  # dicts keep order: the first listed wins ties
+    metric = "micro_f1" if skip is not None else "macro_f1"
+    score = {key: _micro_f1(found, y, skip) if skip is not None else _macro_f1(found, y, len(labels))
+             for key, found in predicted.items()}
+    collapsed = [key for key in keys if _collapsed(predicted[key], y)]
+    usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), "match")]
+    variant, method = max(usable, key=lambda key: score[key])  # max keeps the first of equals: the order above
     scores = variants[variant]
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
@@ -92,10 +117,22 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         n=len(y),
         raw_accuracy=raw,
         calibrated_accuracy=float(np.mean((scores + bias).argmax(1) == y)),
-        loo_accuracy=loo[(variant, method)],
+        loo_accuracy=float(np.mean(predicted[(variant, method)] == y)),
         method=f"{variant}+{method}",
-        loo_f1=f1[(variant, method)] if f1 else None,
+        loo_f1=score[(variant, method)] if skip is not None else None,
+        loo_score=score[(variant, method)],
+        metric=metric,
+        rejected=tuple(f"{v}+{m}" for v, m in collapsed),
     )
+
+
+def _collapsed(predicted: np.ndarray, y: np.ndarray) -> bool:
+    """Answers one label for nearly every example although gold has several: at least 90% of the answers, or half
+    way from gold's own majority share to all of them, whichever is higher."""
+    if len(np.unique(y)) < 2:
+        return False
+    gold_share = np.bincount(y).max() / len(y)
+    return bool(np.bincount(predicted).max() / len(predicted) >= max(0.9, (1 + gold_share) / 2))
 
 
 def _leave_one_out(method: Callable[[np.ndarray, np.ndarray], np.ndarray], scores: np.ndarray,
@@ -103,6 +140,11 @@ def _leave_one_out(method: Callable[[np.ndarray, np.ndarray], np.ndarray], score
     """Each gold example's label as predicted by a calibration fit without it."""
     return np.array([int(np.argmax(scores[i] + method(np.delete(scores, i, 0), np.delete(y, i))))
                      for i in range(len(y))])
+
+
+def _macro_f1(predicted: np.ndarray, y: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 over the labels gold or the predictions use."""
+    return float(f1_score(y, predicted, labels=sorted(set(y) | set(predicted)), average="macro", zero_division=0))
 
 
 def _micro_f1(predicted: np.ndarray, y: np.ndarray, skip: int) -> float:
@@ -116,14 +158,35 @@ def _no_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.zeros(scores.shape[1])
 
 
+def _batch_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Batch calibration (Zhou et al. 2024): the mean score of each label over the gold inputs is the prompt's
+    bias toward it; subtract it."""
+    return -scores.mean(axis=0)
+
+
+def _match_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Biases under which the mean predicted distribution over the gold inputs equals gold's label distribution
+    (smoothed, so that a label gold lacks keeps a little mass): the answers follow the label prior gold shows."""
+    target = (np.bincount(y, minlength=scores.shape[1]) + 0.5) / (len(y) + 0.5 * scores.shape[1])
+    bias = np.zeros(scores.shape[1])
+    for _ in range(200):
+        step = np.log(target / np.exp(_log_softmax(scores + bias)).mean(axis=0))
+        bias += step - step.mean()
+        if np.abs(step).max() < 1e-6:
+            break
+    return bias
+
+
 def _prior_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Biases minimising log-loss (with a little L2): corrects the model's prior toward some labels."""
     onehot = np.eye(scores.shape[1])[y]
-    bias = np.zeros(scores.shape[1])
-    for _ in range(300):
-        p = np.exp(_log_softmax(scores + bias))
-        bias -= (p - onehot).mean(0) + 0.01 * bias
-    return bias
+
+    def loss(bias: np.ndarray) -> tuple[float, np.ndarray]:
+        logp = _log_softmax(scores + bias)
+        gradient = (np.exp(logp) - onehot).mean(0) + 0.01 * bias
+        return float(-(logp * onehot).sum(1).mean() + 0.005 * bias @ bias), gradient
+
+    return np.asarray(minimize(loss, np.zeros(scores.shape[1]), jac=True, method="L-BFGS-B").x)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

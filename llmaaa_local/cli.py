@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .charts import learning_curve_text
 from .config import (
+    DEMO_MODES,
     GOLD_SPLITS,
     TASKS,
     LabelInfo,
@@ -28,6 +29,7 @@ from .config import (
     TeacherSettings,
     TrainConfig,
     parse_labels,
+    parse_verbalizers,
     read_labels_file,
 )
 from .errors import LlmaaaError, explain
@@ -106,19 +108,23 @@ def _enable_faulthandler() -> None:
 @click.option("--labels-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Labels one per line: NAME, then optionally a description (instead of --labels).")
 @click.option("--no-relation", default=None, help="RE: the label meaning no relation holds (e.g. Other).")
-@click.option("--demos", type=click.Choice(["knn", "random", "none"]), default="knn", show_default=True,
-              help="How prompt demonstrations are picked from the demo split.")
+@click.option("--demos", type=click.Choice(DEMO_MODES), default="balanced", show_default=True,
+              help="How prompt demonstrations are picked from the demo split: nearest neighbours balanced over "
+              "the labels, plain nearest neighbours, one fixed label-balanced set, random, or none.")
 @click.option("--k", type=int, default=4, show_default=True, help="Demonstrations per prompt.")
+@click.option("--verbalizer", multiple=True, metavar="LABEL=WORD",
+              help="The word the LLM answers for a label, e.g. positive=great (repeatable; `tune` can choose).")
 @friendly
 def init(directory: Path, task: str, labels: str, describe: tuple[str, ...], labels_file: Path | None,
-         no_relation: str | None, demos: str, k: int) -> None:
+         no_relation: str | None, demos: str, k: int, verbalizer: tuple[str, ...]) -> None:
     """Create a project folder for a task."""
     if labels_file is not None and (labels or describe):
         raise LlmaaaError("give either --labels-file or --labels/--describe, not both")
     descriptions = dict(_split_description(item) for item in describe)
     label_set = read_labels_file(labels_file) if labels_file else parse_labels(labels, descriptions)
+    words = parse_verbalizers(verbalizer, [label.name for label in label_set])
     settings = ProjectSettings(task=task, labels=label_set, no_relation=no_relation,  # type: ignore[arg-type]
-                               prompt=PromptSettings(demos=demos, k=k))  # type: ignore[arg-type]
+                               prompt=PromptSettings(demos=demos, k=k, verbalizers=words))  # type: ignore[arg-type]
     with Project.init(directory, settings) as project:
         click.echo(f"created {project.root / 'project.sqlite'} ({task}"
                    f"{', labels ' + ', '.join(settings.label_names) if settings.labels else ''})")
@@ -201,6 +207,8 @@ def status(obj: Context, as_json: bool) -> None:
     click.echo(f"LLM      {counts['annotations']} annotations, {counts['parse_errors']} parse errors, "
                f"{cost['tokens_in']} prompt tokens ({cost['tokens_evaluated']} evaluated), "
                f"{cost['tokens_out']} generated, {cost['seconds']:.1f}s")
+    if info["calibration"] and "summary" in info["calibration"]:
+        click.echo(f"teacher  {info['calibration']['summary']}")
     for name, curve in info["loops"].items():
         click.echo(f"\nactive-learning loop {name!r}:")
         click.echo(learning_curve_text(curve))
@@ -254,7 +262,7 @@ def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: 
 @click.option("--n", type=int, default=100, show_default=True, help="How many pool examples to annotate.")
 @click.option("--select", type=click.Choice(["random", "first"]), default="random", show_default=True,
               help="random: a seeded random sample (the same on every rerun); first: in import order.")
-@click.option("--demos", type=click.Choice(["knn", "random", "none"]), default=None,
+@click.option("--demos", type=click.Choice(DEMO_MODES), default=None,
               help="Demonstrations per prompt [default: the project's setting].")
 @click.option("--k", type=int, default=None, help="How many demonstrations [default: the project's setting].")
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
@@ -272,7 +280,7 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
         prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
         settings = teacher_settings(**teacher)
         llm = load_teacher(settings, obj.models_dir)
-        needs_embedder = prompt.demos == "knn" and project.status()["counts"]["demo"] > 0
+        needs_embedder = prompt.uses_embeddings and project.status()["counts"]["demo"] > 0
         embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
         annotator = Annotator(project, llm, embed, prompt)
         config = AnnotateConfig(n=n, select=select, seed=settings.seed, calibrate=not no_calibrate,  # type: ignore[arg-type]
@@ -280,11 +288,7 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
         with annotation_progress() as update:
             report = annotator.run(config, update)
     if report.calibration is not None:
-        fit = report.calibration
-        scores, bias = fit.method.split("+") if "+" in fit.method else ("raw", fit.method)
-        click.echo(f"calibration on {fit.n} gold examples ({scores} scores, {bias} bias): accuracy "
-                   f"{fit.raw_accuracy:.1%} raw -> {fit.calibrated_accuracy:.1%} calibrated "
-                   f"({fit.loo_accuracy:.1%} leave-one-out)")
+        click.echo(report.calibration.summary())
     saved = 1 - report.tokens_evaluated / report.tokens_in if report.tokens_in else 0.0
     click.echo(f"{report.annotated} annotated, {report.cached} already cached, {report.parse_errors} parse errors; "
                f"{report.tokens_in} prompt tokens, {saved:.0%} reused from the KV cache, {report.tokens_out} "
@@ -412,7 +416,7 @@ def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, 
                         schedule=schedule, aggregate=aggregate, cost_aware=cost_aware,  # type: ignore[arg-type]
                         candidates=candidates or None, seed=teacher.seed, train=training)
     with obj.open() as project:
-        needs_embedder = project.settings.prompt.demos == "knn" and project.status()["counts"]["demo"] > 0
+        needs_embedder = project.settings.prompt.uses_embeddings and project.status()["counts"]["demo"] > 0
         embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
         annotator = Annotator(project, load_teacher(teacher, obj.models_dir), embed)
         loop = ActiveLearningLoop(project, config, annotator, obj.models_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -14,9 +15,11 @@ TASKS: tuple[TaskName, ...] = get_args(TaskName)
 Split = Literal["pool", "demo", "dev", "test"]
 SPLITS: tuple[Split, ...] = get_args(Split)
 GOLD_SPLITS: tuple[Split, ...] = ("demo", "dev", "test")
-DemoMode = Literal["knn", "random", "none"]
+DemoMode = Literal["balanced", "knn", "fixed", "random", "none"]
+ClipMode = Literal["head", "head+tail"]
 DataMode = Literal["llm", "gold", "combined"]
 DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
+CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
 
 # Names may hold commas and parentheses (SemEval's "Cause-Effect(e1,e2)"), not whitespace.
 _LABEL_NAME = re.compile(r"\S+")
@@ -51,14 +54,17 @@ class LabelInfo:
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """How annotation prompts are built: instruction override, demonstrations, and text length limits."""
+    """How annotation prompts are built: instruction, demonstrations, label words, and text length limits."""
 
     instruction: str = ""
-    demos: DemoMode = "knn"
+    demos: DemoMode = "balanced"
     k: int = 4
     max_chars: int = 4000  # longer texts are cut at a word boundary and the annotation flagged
     demo_max_chars: int = 500  # demonstrations are cut shorter: they are repeated in every prompt
     content_free: bool = True  # label scores relative to a content-free input with the same demonstrations
+    clip: ClipMode = "head+tail"  # what of a long text is kept: its start, or its start and its end
+    verbalizers: tuple[tuple[str, str], ...] = ()  # (label, word): the word is what the model answers and is scored
+    instruction_style: str = "list"  # which built-in instruction wording (the task's INSTRUCTIONS)
 
     def __post_init__(self) -> None:
         if self.max_chars < 100 or self.demo_max_chars < 50:
@@ -67,6 +73,25 @@ class PromptSettings:
             raise LlmaaaError(f"unknown demo mode {self.demos!r}: choose one of {', '.join(DEMO_MODES)}")
         if not 0 <= self.k <= 32:
             raise LlmaaaError(f"k={self.k} demonstrations is out of range: use 0 to 32")
+        if self.clip not in CLIP_MODES:
+            raise LlmaaaError(f"unknown clip mode {self.clip!r}: choose one of {', '.join(CLIP_MODES)}")
+        object.__setattr__(self, "verbalizers", tuple(tuple(pair) for pair in self.verbalizers))
+        words = [word for _, word in self.verbalizers]
+        for label, word in self.verbalizers:
+            if not word.strip() or word != word.strip():
+                raise LlmaaaError(f"verbalizer for {label!r}: give a word without surrounding spaces, e.g. "
+                                  f"{label}=great")
+        if len(set(words)) != len(words):
+            raise LlmaaaError(f"verbalizers {words}: two labels have the same word; give each label its own")
+
+    @property
+    def uses_embeddings(self) -> bool:
+        """Demonstrations chosen by similarity (knn, balanced) or typicality (fixed) need the sentence embedder."""
+        return self.demos in ("knn", "balanced", "fixed")
+
+    def word(self, label: str) -> str:
+        """What the model answers for `label`: its verbalizer, else the label name."""
+        return dict(self.verbalizers).get(label, label)
 
 
 @dataclass(frozen=True)
@@ -113,8 +138,25 @@ class ProjectSettings:
             task=check_task(data["task"]),
             labels=tuple(LabelInfo(**label) for label in data.get("labels", [])),
             no_relation=data.get("no_relation"),
-            prompt=PromptSettings(**data.get("prompt", {})),
+            prompt=PromptSettings(**(LEGACY_PROMPT | data.get("prompt", {}))),
         )
+
+
+# Projects stored before a prompt setting existed keep the behaviour they had (and their cached answers).
+LEGACY_PROMPT: dict[str, Any] = {"clip": "head", "verbalizers": (), "instruction_style": "list"}
+
+
+def parse_verbalizers(items: Sequence[str], labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`--verbalizer LABEL=WORD` items, checked against the label set."""
+    pairs = []
+    for item in items:
+        label, sep, word = item.partition("=")
+        if not sep or not label.strip() or not word.strip():
+            raise LlmaaaError(f"--verbalizer {item!r}: write LABEL=WORD, e.g. positive=great")
+        if labels and label.strip() not in labels:
+            raise LlmaaaError(f"--verbalizer {item!r}: {label.strip()!r} is not in the label set {list(labels)}")
+        pairs.append((label.strip(), word.strip()))
+    return tuple(pairs)
 
 
 def parse_labels(text: str, descriptions: dict[str, str] | None = None) -> tuple[LabelInfo, ...]:

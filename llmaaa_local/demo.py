@@ -67,9 +67,7 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
                               load_embedder(DEFAULT_STUDENT, models_dir, project))
         result = annotator.run(AnnotateConfig(n=DEMO_ANNOTATIONS, seed=teacher.seed))
         if result.calibration is not None:
-            fit = result.calibration
-            log(f"   calibration on {fit.n} gold demos: {fit.raw_accuracy:.1%} raw -> {fit.loo_accuracy:.1%} "
-                "(leave-one-out)")
+            log(f"   {result.calibration.summary()}")
         log(f"   {result.annotated} new annotations, {result.cached} cached, {result.seconds:.0f}s, "
             f"{result.tokens_in} prompt tokens ({1 - result.tokens_evaluated / max(result.tokens_in, 1):.0%} "
             "reused from the KV cache)")

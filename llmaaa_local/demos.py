@@ -1,4 +1,9 @@
-"""Choosing demonstrations for a prompt from the gold demo pool: k nearest neighbours, random, or none."""
+"""Choosing demonstrations for a prompt from the gold demo pool: nearest neighbours (plain, or balanced so that the
+demonstrations carry the label set), one fixed label-balanced set, random, or none.
+
+Order rule for every mode: the most similar (or, for the fixed set, the most typical) demonstration comes last,
+right before the input; balanced and fixed sets interleave their labels, so that no label owns the end of the prompt.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +17,37 @@ from .config import DemoMode
 from .records import Example
 
 
+def classes(example: Example) -> frozenset[str]:
+    """What a demonstration shows: its label, or the entity types of its spans."""
+    if isinstance(example.label, str):
+        return frozenset([example.label])
+    if isinstance(example.label, tuple):
+        return frozenset(span.type for span in example.label)
+    return frozenset()
+
+
 class DemoPool:
     """The demo split's gold examples, with their embeddings when demonstrations are chosen by similarity."""
 
     def __init__(self, demos: Sequence[Example], mode: DemoMode, k: int, vectors: np.ndarray | None = None,
                  seed: int = 0) -> None:
-        if mode == "knn" and demos and vectors is None:
-            raise ValueError("kNN demonstrations need the demo embeddings")
+        if mode in ("knn", "balanced") and demos and vectors is None:
+            raise ValueError(f"{mode} demonstrations need the demo embeddings")
         self.demos = list(demos)
         self.mode = mode
         self.k = k
         self.vectors = vectors
         self.seed = seed
+        self.classes = [classes(demo) for demo in self.demos]
+        self.single_label = all(len(found) <= 1 for found in self.classes)
+        self._typical = self._typicality()
+
+    @property
+    def needs_query_vectors(self) -> bool:
+        return self.mode in ("knn", "balanced") and bool(self.demos)
 
     def choose(self, example: Example, vector: np.ndarray | None = None) -> list[Example]:
-        """Up to k demonstrations, never the example itself, the most similar last (closest to the input)."""
+        """Up to k demonstrations, never the example itself, in prompt order."""
         candidates = [i for i, demo in enumerate(self.demos) if demo.id != example.id]
         if self.mode == "none" or not candidates or self.k == 0:
             return []
@@ -34,7 +55,66 @@ class DemoPool:
             digest = hashlib.sha256(f"{self.seed}:{example.id}".encode()).digest()
             picked = random.Random(digest).sample(candidates, min(self.k, len(candidates)))
             return [self.demos[i] for i in picked]
-        assert self.vectors is not None and vector is not None
-        similarity = self.vectors[candidates] @ vector
-        order = np.argsort(-similarity, kind="stable")[: self.k]
-        return [self.demos[candidates[i]] for i in reversed(order)]
+        if self.mode == "fixed":
+            scores = self._typical
+        else:
+            assert self.vectors is not None and vector is not None
+            scores = self.vectors @ vector
+        if self.mode == "knn":
+            order = sorted(candidates, key=lambda i: -scores[i])[: self.k]
+            return [self.demos[i] for i in reversed(order)]
+        chosen = self._balanced(candidates, scores) if self.single_label else self._covering(candidates, scores)
+        return [self.demos[i] for i in chosen]
+
+    def _balanced(self, candidates: list[int], scores: np.ndarray) -> list[int]:
+        """Single-label tasks: the best demonstrations of each label in turn (round r holds every label's r-th
+        best), rounds from the weakest to the best, and within a round the best label last. With more labels than
+        k, the labels whose best demonstration scores highest."""
+        by_label: dict[str, list[int]] = {}
+        for i in sorted(candidates, key=lambda i: -scores[i]):
+            for name in self.classes[i]:
+                by_label.setdefault(name, []).append(i)
+        rounds: list[list[int]] = []
+        taken = 0
+        while taken < self.k and any(by_label.values()):
+            row = [ranked.pop(0) for ranked in by_label.values() if ranked]
+            row.sort(key=lambda i: -scores[i])
+            row = row[: self.k - taken]
+            rounds.append(row)
+            taken += len(row)
+        return [i for row in reversed(rounds) for i in reversed(row)]
+
+    def _covering(self, candidates: list[int], scores: np.ndarray) -> list[int]:
+        """Multi-type tasks (NER): the k best, then every entity type no chosen demonstration shows is brought in
+        with its best demonstration in place of the weakest one whose types others still show; best last."""
+        ranked = sorted(candidates, key=lambda i: -scores[i])
+        chosen = ranked[: self.k]
+        types = {name for i in candidates for name in self.classes[i]}
+        for name in sorted(types, key=lambda t: -max(scores[i] for i in candidates if t in self.classes[i])):
+            if any(name in self.classes[i] for i in chosen):
+                continue
+            bringer = next(i for i in ranked if name in self.classes[i])
+            for weakest in sorted(chosen, key=lambda i: scores[i]):
+                others = {t for j in chosen if j != weakest for t in self.classes[j]}
+                if self.classes[weakest] <= others:
+                    chosen[chosen.index(weakest)] = bringer
+                    break
+        return sorted(chosen, key=lambda i: scores[i])
+
+    def _typicality(self) -> np.ndarray:
+        """For the fixed set: how close each demonstration is to the centre of its label (or to the centre of all
+        demonstrations, for NER); a seeded random order when there are no embeddings."""
+        if self.mode != "fixed" or not self.demos:
+            return np.zeros(len(self.demos))
+        if self.vectors is None:
+            rng = random.Random(self.seed)
+            return np.array([rng.random() for _ in self.demos])
+        vectors = self.vectors
+        if not self.single_label:
+            return vectors @ vectors.mean(axis=0)
+        scores = np.zeros(len(self.demos))
+        for name in {n for found in self.classes for n in found}:
+            members = [i for i, found in enumerate(self.classes) if name in found]
+            centre = vectors[members].mean(axis=0)
+            scores[members] = vectors[members] @ centre
+        return scores

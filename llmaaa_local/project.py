@@ -170,6 +170,7 @@ class Project:
             "cost": annotations,
             "rounds": loops[main_loop] if main_loop else [],
             "loops": loops,
+            "calibration": self.store.latest_calibration(),
         }
 
     def labeled_rows(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,

@@ -406,6 +406,26 @@ class Store:
             )
         return cursor.rowcount == 1
 
+    def copy_answer(self, cache_key: str, example_id: str, round_id: int | None) -> bool:
+        """Give `example_id` its own row holding the stored answer to the same request (an identical text), under
+        the key `<cache_key>:<example_id>`, at no LLM cost; False when it already has it or there is none."""
+        own = f"{cache_key}:{example_id}"
+        if self.db.execute("SELECT 1 FROM annotations WHERE cache_key IN (?, ?) AND example_id = ?",
+                           [cache_key, own, example_id]).fetchone():
+            return False
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO annotations (example_id, source, cache_key, model_sha256, prompt_key, "
+                "prompt_hash, decoding, demo_ids, raw_output, label, scores, baseline, calibrated, confidence, "
+                "status, error, flags, round_id, created_at) "
+                "SELECT ?, source, ?, model_sha256, prompt_key, prompt_hash, decoding, demo_ids, raw_output, label, "
+                "scores, baseline, calibrated, confidence, status, error, "
+                "json_set(coalesce(flags, '{}'), '$.same_request_as', example_id), ?, ? "
+                "FROM annotations WHERE cache_key = ? AND example_id != ?",
+                [example_id, own, round_id, now(), cache_key, example_id],
+            )
+        return cursor.rowcount == 1
+
     def add_annotations(self, annotations: Sequence[Annotation]) -> int:
         """Store many annotations in the caller's transaction; returns how many were new."""
         added = 0
@@ -452,6 +472,11 @@ class Store:
             [model_sha256, prompt_key],
         ).fetchone()
         return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def latest_calibration(self) -> dict[str, Any] | None:
+        """The newest fitted calibration of the project (any model or prompt): its method and gold scores."""
+        row = self.db.execute("SELECT metrics, created_at FROM calibrations ORDER BY id DESC LIMIT 1").fetchone()
+        return json.loads(row[0]) | {"created_at": row[1]} if row else None
 
     def annotation_status(self, split: Split | None = None, source: str = "") -> dict[str, tuple[int, int]]:
         """Per example in `split`: (ok annotations, parse errors) from `source` (see `source_filter`)."""

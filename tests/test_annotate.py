@@ -382,14 +382,17 @@ def test_calibration_corrects_a_biased_model_and_recalibrates_older_rows(make_pr
     assert fitted.raw_accuracy == pytest.approx(3 / 6)  # the model says positive every time
     assert fitted.calibrated_accuracy == pytest.approx(5 / 6)  # g6 reads as positive even without the lean
     assert fitted.raw_accuracy < fitted.calibrated_accuracy
-    assert fitted.method in ("raw+prior", "raw+accuracy", "raw+none")
+    assert fitted.method in ("raw+batch", "raw+match", "raw+prior", "raw+accuracy")
 
     stored = project.store.calibration("0" * 64, annotation_rows(project)[0]["prompt_key"])
     assert stored is not None
     params, metrics = stored
     calibration = Calibration.from_dict(params)
     assert metrics == {"n": 6, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
-                       "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy}
+                       "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy,
+                       "metric": "macro_f1", "loo_score": fitted.loo_score, "rejected": ["raw+none"],
+                       "summary": fitted.summary()}
+    assert project.status()["calibration"]["summary"] == fitted.summary()
     before = {row["example_id"]: row for row in annotation_rows(project)}
     assert len(before) == 10
     for example_id, row in before.items():
@@ -445,7 +448,8 @@ def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: 
 
 def test_context_overflow_retries_with_a_shorter_text_and_flags_it(make_project: MakeProject,
                                                                     write_file: WriteFile) -> None:
-    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False,
+                                                                             clip="head"))
     long_text = " ".join(["word"] * 1000)  # 4999 characters, 1000 words
     project.import_corpus(write_file("pool.jsonl", [{"id": "long", "text": long_text},
                                                     {"id": "short", "text": "tiny text"}]))
@@ -711,3 +715,40 @@ def test_content_free_baseline_is_scored_after_each_prompt_and_kept(make_project
     assert json.loads(row[1]) == {"positive": -0.1, "negative": -3.0}
     assert row[3] < row[2]  # the baseline reuses the prompt's prefix: only its last words are evaluated
     assert json.loads(row[4]) == {"logprobs": [-0.5, -1.0], "baseline": [-0.1, -3.0]}
+
+
+# --- identical texts ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["classify", "ner"])
+def test_every_example_with_an_identical_text_gets_its_own_annotation(make_project: MakeProject,
+                                                                      write_file: WriteFile, task: str) -> None:
+    """Repeated texts (a biomedical corpus repeats sentences such as "1 .") are asked once; each example still ends
+    with its own annotation row, and status counts the rows there are."""
+    if task == "classify":
+        project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
+        records = [{"id": f"r{i}", "text": "1 ." if i % 2 else f"Review number {i}."} for i in range(6)]
+    else:
+        project = make_project("ner", labels=["PER"], prompt=PromptSettings(demos="none"))
+        records = [{"id": f"r{i}", "tokens": ["1", "."] if i % 2 else ["Ann", "said", str(i)]} for i in range(6)]
+    project.import_corpus(write_file("pool.jsonl", records))
+    llm = ScriptedLLM(scorer=lambda prompt, candidates: [-0.1, -2.5],
+                      generator=lambda prompt, grammar: '[{"span": "Ann", "type": "PER"}]' if "Ann" in
+                      prompt.user else "[]")
+    annotator = Annotator(project, llm)
+    report = annotator.run(AnnotateConfig(n=6, select="first"))
+    assert len(llm.history) == 4  # "1 ." is asked once, for r1; r3 and r5 reuse its answer
+    assert (report.annotated, report.cached) == (4, 2)
+    rows = annotation_rows(project)
+    assert sorted(row["example_id"] for row in rows) == [f"r{i}" for i in range(6)]
+    copies = [row for row in rows if row["flags"] and "same_request_as" in row["flags"]]
+    assert {row["example_id"] for row in copies} == {"r3", "r5"} and {row["flags"]["same_request_as"]
+                                                                       for row in copies} == {"r1"}
+    original = next(row for row in rows if row["example_id"] == "r1")
+    for copy in copies:
+        assert copy["label"] == original["label"] and copy["tokens_in"] == copy["seconds"] == 0
+        assert copy["cache_key"] == f"{original['cache_key']}:{copy['example_id']}"
+    assert project.status()["counts"]["annotations"] == 6
+    again = annotator.run(AnnotateConfig(n=6, select="first"))
+    assert (again.annotated, again.cached) == (0, 6) and len(llm.history) == 4
+    assert len(annotation_rows(project)) == 6

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, parse_verbalizers
+from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.formats import read_examples
 from llmaaa_local.llm import Cost, GenerateResponse, ScoreRequest, ScoreResponse
 from llmaaa_local.metrics import accuracy, macro_f1, micro_f1_without
@@ -116,7 +117,7 @@ def test_classification_prompt_with_custom_instruction_and_no_demos() -> None:
 
 
 def test_long_texts_are_clipped_in_the_prompt_and_demos_shorter() -> None:
-    task = classify_task(max_chars=100, demo_max_chars=50)
+    task = classify_task(max_chars=100, demo_max_chars=50, clip="head")
     words = [f"word{i:03d}" for i in range(200)]
     long_text = " ".join(words)
     demo = Example("d1", " ".join(reversed(words)), label="mixed")
@@ -128,6 +129,51 @@ def test_long_texts_are_clipped_in_the_prompt_and_demos_shorter() -> None:
     assert shown == " ".join(words[:12])  # 12 words of 7 characters and 11 spaces: 95 characters
     demo_shown = user.split("\n")[0].removeprefix("Text: ")
     assert demo_shown == " ".join(list(reversed(words))[:6]) + " …"
+
+
+def test_head_and_tail_clipping_keeps_the_start_and_the_end_at_word_boundaries() -> None:
+    words = [f"word{i:03d}" for i in range(200)]  # 7 characters each
+    text = " ".join(words)
+    shown = clip(text, 100)  # the default of the function: the start only
+    assert shown == " ".join(words[:12]) + " …"
+    head, _, tail = clip(text, 100, "head+tail").partition(" … ")
+    assert head == " ".join(words[:3])  # a quarter of 100 characters: 3 words (23 characters)
+    assert tail == " ".join(words[-9:])  # the rest of the budget, 77 characters: 9 whole words from the end
+    assert len(head) + len(tail) <= 100
+    assert clip("short text", 100, "head+tail") == "short text"
+    task = classify_task(max_chars=100, demo_max_chars=50)  # head+tail is the default of new projects
+    demo = Example("d1", text, label="mixed")
+    user = task.request(Example("x", text), [demo], max_chars=100).prompt.user
+    assert user.splitlines()[0] == "Text: " + clip(text, 50, "head+tail")
+    assert f"Text: {head} … {tail}" in user
+
+
+def test_verbalizers_are_scored_and_shown_in_place_of_the_label_names() -> None:
+    task = classify_task(verbalizers=(("positive", "great"), ("negative", "terrible")))
+    demo = Example("d1", "Loved it.", label="positive")
+    request = task.request(Example("x", "Hated it."), [demo], max_chars=4000)
+    assert request.candidates == ("great", "terrible", "mixed")  # label order; unset words stay the label name
+    assert "- great: the writer likes it\n- terrible: the writer dislikes it\n- mixed" in request.prompt.system
+    assert "Text: Loved it.\nAnswer: great\n\n" in request.prompt.user
+    assert request.prompt.user.endswith("Answer with one of: great, terrible, mixed.")
+    parsed = task.parse(Example("x", "Hated it."), ScoreResponse((-3.0, -0.1, -5.0), Cost(1, 1, 0, 0.0)))
+    assert parsed.label == "negative" and parsed.scores == {"positive": -3.0, "negative": -0.1, "mixed": -5.0}
+    short = classify_task(instruction_style="short").request(Example("x", "Hated it."), [demo], 4000)
+    assert short.prompt.user.endswith("Text: Hated it.") and "Answer with one of" not in short.prompt.user
+
+
+@pytest.mark.parametrize(("items", "problem"), [
+    (["positive=great", "negative"], "write LABEL=WORD"),
+    (["happy=great"], "is not in the label set"),
+    (["positive=great", "negative=great"], "the same word"),
+    (["positive= great "], None),
+])
+def test_verbalizer_options_are_checked(items: list[str], problem: str | None) -> None:
+    if problem is None:
+        assert parse_verbalizers(items, ["positive", "negative"]) == (("positive", "great"),)
+        return
+    with pytest.raises(LlmaaaError, match=problem):
+        PromptSettings(verbalizers=parse_verbalizers(items, ["positive", "negative"]))
 
 
 def test_relation_prompt_names_head_and_tail() -> None:

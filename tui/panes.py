@@ -398,7 +398,7 @@ class RunPane(Pane):
 
 
 def _embedder(app: LlmaaaApp, project: Project) -> Any:
-    if project.settings.prompt.demos != "knn" or not project.status()["counts"]["demo"]:
+    if not project.settings.prompt.uses_embeddings or not project.status()["counts"]["demo"]:
         return None
     from llmaaa_local.annotate import load_embedder
 

@@ -1,4 +1,4 @@
-"""Text classification (binary or multi-class): LlamBERT's task, with every label's name scored by the LLM."""
+"""Text classification (binary or multi-class): LlamBERT's task, with every label's word scored by the LLM."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from ..records import Example
 from . import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
 
+# Built-in instruction wordings `tune` chooses among: "list" ends every input with a reminder of the allowed
+# answers (LlamBERT's prompt); "short" leaves the reminder out, so the last words before the answer are the text's.
+INSTRUCTIONS = ("list", "short")
+
 
 class Classification(LabelScoring):
     def instruction(self) -> str:
         if self.settings.prompt.instruction:
             return self.settings.prompt.instruction
+        if self.settings.prompt.instruction_style == "short":
+            return f"Label each text with one of these labels:\n{label_lines(self.settings)}"
         return (
             "Classify each text into exactly one of these labels:\n"
             f"{label_lines(self.settings)}\n"
@@ -21,12 +27,15 @@ class Classification(LabelScoring):
         )
 
     def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> ScoreRequest:
-        limit = self.settings.prompt.demo_max_chars
-        shots = "".join(f"Text: {clip(demo.text, limit)}\nAnswer: {demo.label}\n\n" for demo in demos)
-        reminder = f"Answer with one of: {', '.join(self.labels)}."
+        prompt_settings = self.settings.prompt
+        limit, mode = prompt_settings.demo_max_chars, prompt_settings.clip
+        shots = "".join(f"Text: {clip(demo.text, limit, mode)}\nAnswer: {self.word(str(demo.label))}\n\n"
+                        for demo in demos)
+        reminder = "" if prompt_settings.instruction_style == "short" else \
+            f"\nAnswer with one of: {', '.join(self.words)}."
 
         def prompt(text: str) -> Prompt:
-            return Prompt(self.instruction(), f"{shots}Text: {text}\n{reminder}", "Answer:")
+            return Prompt(self.instruction(), f"{shots}Text: {text}{reminder}", "Answer:")
 
-        baseline = prompt(CONTENT_FREE) if self.settings.prompt.content_free else None
-        return ScoreRequest(prompt(clip(example.text, max_chars)), self.labels, baseline)
+        baseline = prompt(CONTENT_FREE) if prompt_settings.content_free else None
+        return ScoreRequest(prompt(clip(example.text, max_chars, mode)), self.words, baseline)

@@ -17,7 +17,7 @@ class RelationClassification(LabelScoring):
             return self.settings.prompt.instruction
         negative = self.settings.no_relation
         defaults = {negative: "none of the other relations holds between them"} if negative else {}
-        directed = any("e1" in label and "e2" in label for label in self.labels)
+        directed = any("e1" in word and "e2" in word for word in self.words)
         note = "In the labels, e1 is the head and e2 the tail.\n" if directed else ""
         return (
             "Decide which relation holds between the head entity and the tail entity of a sentence. Relations:\n"
@@ -25,14 +25,14 @@ class RelationClassification(LabelScoring):
             "Answer with the relation label only."
         )
 
-    @staticmethod
-    def _describe(example: Example, max_chars: int) -> str:
+    def _describe(self, example: Example, max_chars: int) -> str:
         assert example.head is not None and example.tail is not None
-        return _described(clip(example.text, max_chars), example.head.name, example.tail.name)
+        return _described(clip(example.text, max_chars, self.settings.prompt.clip), example.head.name,
+                          example.tail.name)
 
     def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> ScoreRequest:
         limit = self.settings.prompt.demo_max_chars
-        shots = "".join(f"{self._describe(demo, limit)}\nAnswer: {demo.label}\n\n" for demo in demos)
+        shots = "".join(f"{self._describe(demo, limit)}\nAnswer: {self.word(str(demo.label))}\n\n" for demo in demos)
 
         def prompt(described: str) -> Prompt:
             return Prompt(self.instruction(), f"{shots}{described}\nAnswer with one of the relation labels.",
@@ -41,7 +41,7 @@ class RelationClassification(LabelScoring):
         baseline = None
         if self.settings.prompt.content_free:
             baseline = prompt(_described(CONTENT_FREE, CONTENT_FREE, CONTENT_FREE))
-        return ScoreRequest(prompt(self._describe(example, max_chars)), self.labels, baseline)
+        return ScoreRequest(prompt(self._describe(example, max_chars)), self.words, baseline)
 
     def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
                 examples: Mapping[str, Example]) -> dict[str, float]:

@@ -28,6 +28,10 @@ class LabelScoring:
     def __init__(self, settings: ProjectSettings) -> None:
         self.settings = settings
         self.labels = settings.label_names
+        self.words = tuple(self.word(label) for label in self.labels)  # what is scored, in label order
+
+    def word(self, label: str) -> str:
+        return self.settings.prompt.word(label)
 
     def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed:
         if not isinstance(response, ScoreResponse) or any(
