@@ -276,7 +276,7 @@ def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
 
     path = resolve(settings.model, models_dir, "gguf")
     return LlamaBackend(path, n_ctx=settings.n_ctx, n_threads=settings.threads, n_gpu_layers=settings.n_gpu_layers,
-                        seed=settings.seed, chat_template=settings.chat_template,
+                        seed=settings.seed, chat_template=settings.chat_template, chat_format=settings.chat_format,
                         model_sha256=verified_sha256(path, models_dir))
 
 

@@ -245,6 +245,9 @@ def teacher_options(command: F) -> F:
                      help="Layers to offload to a GPU (-1: all); needs a CUDA/Metal build of llama-cpp-python."),
         click.option("--chat-template", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
                      help="Use the model's chat template (auto: when it has one)."),
+        click.option("--chat-format", default=None, metavar="NAME",
+                     help="Render prompts in a chat format llama-cpp-python knows (llama-2, chatml, mistral-instruct, "
+                     "...) instead of the model's template: for GGUFs that carry none."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for selection and sampling."),
     ]
     for option in reversed(options):
@@ -253,9 +256,9 @@ def teacher_options(command: F) -> F:
 
 
 def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: int, chat_template: str,
-                     seed: int) -> TeacherSettings:
+                     seed: int, chat_format: str | None = None) -> TeacherSettings:
     template = {"auto": None, "on": True, "off": False}[chat_template]
-    return TeacherSettings(model, n_ctx, threads, n_gpu_layers, seed, template)
+    return TeacherSettings(model, n_ctx, threads, n_gpu_layers, seed, template, chat_format)
 
 
 @main.command()
@@ -293,6 +296,47 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
     click.echo(f"{report.annotated} annotated, {report.cached} already cached, {report.parse_errors} parse errors; "
                f"{report.tokens_in} prompt tokens, {saved:.0%} reused from the KV cache, {report.tokens_out} "
                f"generated, {report.seconds:.1f}s")
+
+
+@main.command()
+@click.option("--budget", type=int, default=800, show_default=True, help="Most new LLM calls to spend.")
+@click.option("--first-rung", type=int, default=12, show_default=True,
+              help="Gold examples every variant is tried on first; the better half then gets twice as many.")
+@click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
+@teacher_options
+@click.pass_obj
+@friendly
+def tune(obj: Context, budget: int, first_rung: int, embedder: str, **teacher: Any) -> None:
+    """Choose the prompt (demonstrations, label words, instruction) on the project's gold examples."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .annotate import load_embedder, load_teacher
+    from .tune import PromptTuner, TuneConfig
+
+    settings = teacher_settings(**teacher)
+    with obj.open() as project:
+        embed = load_embedder(embedder, obj.models_dir, project) if project.status()["counts"]["demo"] else None
+        tuner = PromptTuner(project, load_teacher(settings, obj.models_dir), embed)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rates]}")) as bar:
+            task = bar.add_task("tune", total=None, rates="")
+
+            def update(progress: Any) -> None:
+                eta = progress.eta_seconds
+                bar.update(task, description=f"tune rung {progress.rung}: {progress.variants} variants x "
+                           f"{progress.examples} gold", total=progress.total, completed=progress.done,
+                           rates=f"ETA {'-' if eta is None else f'{eta:.0f}s'}  {progress.latest}")
+
+            report = tuner.run(TuneConfig(budget=budget, first_rung=first_rung, seed=settings.seed), update)
+    click.echo(f"{'gold':>4} {report.metric[:8]:>8} {'tokens':>6} {'s/ex':>5}  variant (calibration)")
+    for result in report.results:
+        mark = "*" if result == report.chosen else " "
+        click.echo(f"{result.n:4d} {result.score:8.3f} {result.tokens_per_example:6.0f} "
+                   f"{result.seconds_per_example:5.2f} {mark}{result.describe()} ({result.method})")
+    click.echo(f"chosen: {report.chosen.describe()}, {report.metric} {report.chosen.score:.3f} on "
+               f"{report.chosen.n} gold examples (the prompt before: {report.default.score:.3f} on "
+               f"{report.default.n}); {report.calls} LLM calls, {report.cached} cached, {report.seconds:.0f}s. "
+               "`annotate` now uses it.")
 
 
 @contextmanager
@@ -409,7 +453,8 @@ def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, 
     from .loop import ActiveLearningLoop, LoopConfig, learning_curve
 
     teacher = teacher_settings(**{key: options.pop(key) for key in
-                                  ("model", "n_ctx", "threads", "n_gpu_layers", "chat_template", "seed")})
+                                  ("model", "n_ctx", "threads", "n_gpu_layers", "chat_template", "seed",
+                                   "chat_format")})
     training = train_config(**options, seed=teacher.seed)
     config = LoopConfig(name=name, strategy=strategy, seed_size=seed_size, per_round=per_round, rounds=rounds,
                         budget=budget if budget is not None or rounds is not None else 500,

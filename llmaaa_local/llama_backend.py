@@ -17,7 +17,8 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp import llama_chat_format
+from llama_cpp.llama_chat_format import ChatFormatter, Jinja2ChatFormatter
 
 from .doctor import build_features
 from .errors import LlmaaaError
@@ -83,6 +84,24 @@ def extra_buffers_for(system_info: str) -> bool:
                     "extra buffer types (no weight repacking); `llmaaa-local doctor` explains the fix")
         _said_amx = True
     return False
+
+
+def chat_formatter(name: str) -> ChatFormatter:
+    """A chat format llama-cpp-python knows, by name ("llama-2", "chatml", "mistral-instruct", ...)."""
+    formats = {attribute.removeprefix("format_"): getattr(llama_chat_format, attribute)
+               for attribute in dir(llama_chat_format) if attribute.startswith("format_")}
+    wanted = name.lower().replace("-", "").replace("_", "")
+    for found, formatter in formats.items():
+        if found.replace("_", "") == wanted and callable(formatter):
+            return formatter  # type: ignore[no-any-return]
+    known = ", ".join(sorted(found.replace("_", "-") for found in formats))
+    raise LlmaaaError(f"--chat-format {name!r}: llama-cpp-python knows no such chat format; choose one of {known}")
+
+
+def render_chat(prompt: Prompt, formatter: ChatFormatter) -> str:
+    """The prompt as a system and a user message in a chat format, ending where the assistant's answer starts."""
+    messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
+    return formatter(messages=messages).prompt  # type: ignore[arg-type]
 
 
 class _Context:
@@ -204,7 +223,7 @@ class LlamaBackend:
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0,
                  seed: int = 0, chat_template: bool | None = None, model_sha256: str | None = None,
-                 extra_buffers: bool | None = None) -> None:
+                 extra_buffers: bool | None = None, chat_format: str | None = None) -> None:
         self.name = path.name
         self.model_sha256 = model_sha256 or sha256_file(path)
         if not path.is_file():
@@ -222,10 +241,13 @@ class LlamaBackend:
         self._eos = llama_cpp.llama_vocab_eos(self._vocab)
         template = self._context.metadata("tokenizer.chat_template")
         use_template = bool(template) if chat_template is None else chat_template
-        if use_template and not template:
-            raise LlmaaaError(f"{path}: this model has no chat template; run without forcing one")
-        self._formatter = None
-        if use_template and template:
+        if use_template and not template and chat_format is None:
+            raise LlmaaaError(f"{path}: this model has no chat template; name a chat format (e.g. --chat-format "
+                              "llama-2 for a Llama-2-chat model) or run without forcing one")
+        self._formatter: ChatFormatter | None = None
+        if chat_format is not None:
+            self._formatter = chat_formatter(chat_format)
+        elif use_template and template:
             self._formatter = Jinja2ChatFormatter(template, eos_token=self._special(self._eos),
                                                   bos_token=self._special(self._bos))
 
@@ -242,10 +264,7 @@ class LlamaBackend:
     # --- rendering and tokens ------------------------------------------------------------------------------------
 
     def render(self, prompt: Prompt) -> str:
-        if self._formatter is None:
-            return render_plain(prompt)
-        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-        return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
+        return render_chat(prompt, self._formatter) if self._formatter is not None else render_plain(prompt)
 
     def _prompt_tokens(self, prompt: Prompt) -> list[int]:
         text = self.render(prompt)

@@ -256,6 +256,16 @@ class Store:
         with self.transaction():
             self.db.table("settings").upsert({"key": "project", "value": json.dumps(settings.to_dict())}, pk="key")
 
+    def save_tuning(self, record: dict[str, Any], settings: ProjectSettings) -> None:
+        """What `tune` chose (with its gold scores) and the project settings that now use it, in one transaction."""
+        with self.transaction():
+            self.db.table("settings").upsert({"key": "tune", "value": json.dumps(record)}, pk="key")
+            self.save_settings(settings)
+
+    def tuning(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'tune'").fetchone()
+        return json.loads(row[0]) if row else None
+
     # examples -------------------------------------------------------------------------------------------------
 
     def lookup(self, ids: Sequence[str]) -> dict[str, StoredIdentity]:
@@ -449,6 +459,21 @@ class Store:
             [model_sha256, prompt_key],
         )
         return [(row[0], row[1], json.loads(row[2]), json.loads(row[3]) if row[3] else None) for row in rows]
+
+    def prompt_annotations(self, model_sha256: str, prompt_key: str, ids: Sequence[str],
+                           ) -> list[tuple[str, Label | None, dict[str, float] | None, dict[str, float] | None, int,
+                                           float]]:
+        """(example id, label, raw scores, baseline, prompt tokens, seconds) of the newest annotation of each of
+        `ids` made under one prompt (parse errors have no label)."""
+        rows = self.db.execute(
+            "SELECT example_id, label, scores, baseline, tokens_in, seconds FROM annotations a "
+            "WHERE model_sha256 = ? AND prompt_key = ? AND example_id IN (SELECT value FROM json_each(?)) "
+            "AND id = (SELECT MAX(id) FROM annotations b WHERE b.example_id = a.example_id "
+            "AND b.model_sha256 = a.model_sha256 AND b.prompt_key = a.prompt_key)",
+            [model_sha256, prompt_key, json.dumps(list(ids))],
+        )
+        return [(row[0], label_from_json(row[1]), json.loads(row[2]) if row[2] else None,
+                 json.loads(row[3]) if row[3] else None, row[4], row[5]) for row in rows]
 
     def update_calibrated(self, updates: Sequence[tuple[int, str, dict[str, float], float]]) -> None:
         """Set (annotation id, label, calibrated probabilities, confidence) after a new calibration."""

@@ -449,7 +449,7 @@ def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: 
 def test_context_overflow_retries_with_a_shorter_text_and_flags_it(make_project: MakeProject,
                                                                     write_file: WriteFile) -> None:
     project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False,
-                                                                             clip="head"))
+                                                                             clip="head", max_chars=4000))
     long_text = " ".join(["word"] * 1000)  # 4999 characters, 1000 words
     project.import_corpus(write_file("pool.jsonl", [{"id": "long", "text": long_text},
                                                     {"id": "short", "text": "tiny text"}]))

@@ -28,7 +28,7 @@ from llmaaa_local.cli import main
 from llmaaa_local.config import LabelInfo, ProjectSettings
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.formats import read_examples
-from llmaaa_local.llama_backend import LlamaBackend
+from llmaaa_local.llama_backend import LlamaBackend, chat_formatter, render_chat
 from llmaaa_local.llm import ContextOverflow, Cost, GenerateResponse, Prompt, render_plain
 from llmaaa_local.models import resolve
 from llmaaa_local.project import DB_NAME
@@ -137,6 +137,25 @@ def test_the_chat_template_is_used_for_smollm2(backend: LlamaBackend) -> None:
     assert f"<|im_start|>user\n{prompt.user}<|im_end|>\n" in rendered
     assert rendered.endswith("<|im_start|>assistant\n")
     assert "Answer:" not in rendered.rsplit("<|im_end|>", 1)[1]
+
+
+def test_a_named_chat_format_renders_the_llama_2_layout_and_counts_its_tokens(gguf: Path, reference: Llama) -> None:
+    """Llama-2-chat GGUFs often carry no chat template; `--chat-format llama-2` renders [INST] <<SYS>> instead
+    (checked here with the small model's tokenizer: no Llama-2 weights needed)."""
+    prompt, candidates = classify_prompt("Nice.")
+    assert render_chat(prompt, chat_formatter("llama-2")) == (
+        f"[INST] <<SYS>>\n{prompt.system}\n<</SYS>> {prompt.user} [/INST]")
+    backend = LlamaBackend(gguf, n_ctx=N_CTX, n_threads=THREADS, chat_format="llama-2", model_sha256="x")
+    rendered = backend.render(prompt)
+    assert backend.chat and rendered.startswith("[INST] <<SYS>>\n") and rendered.endswith(" [/INST]")
+    expected = reference.tokenize(rendered.encode("utf-8"), add_bos=True, special=True)
+    assert backend.count_tokens(prompt) == len(expected)
+    response = backend.score(prompt, candidates)
+    assert response.cost.tokens_in == len(expected) and all(math.isfinite(x) and x < 0 for x in response.logprobs)
+    assert chat_formatter("Mistral_Instruct") is chat_formatter("mistral-instruct")
+    with pytest.raises(LlmaaaError, match="knows no such chat format; choose one of .*llama2"):
+        chat_formatter("llama-9")
+    backend.close()
 
 
 def test_a_shared_prefix_is_reused_with_the_same_log_probs(backend: LlamaBackend, gguf: Path) -> None:

@@ -750,6 +750,25 @@ async def test_command_palette_runs_annotate(make_project: Callable[..., Project
     assert stored(project) == 4
 
 
+async def test_tune_runs_from_the_run_tab_and_the_project_takes_the_chosen_prompt(
+        make_project: Callable[..., Project], write_file: Callable[..., Path], tmp_path: Path) -> None:
+    project = classify_project(make_project, write_file)
+    gold = [{"id": f"g{i}", "text": f"{'good' if i % 2 else 'poor'} tea {i}", "label": "pos" if i % 2 else "neg"}
+            for i in range(8)]
+    project.import_gold(write_file("dev.jsonl", gold), "dev")  # dev only: no embedder needed in this test
+    teacher = Teacher()
+    app = make_app(project, tmp_path, teacher)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.press("n")
+        await wait_job(pilot, timeout=60)
+        assert text(app, "#state") == "tune: finished", "\n".join(app.query_one("#events", Log).lines)
+        chose = [message for severity, message in notes(app) if message.startswith("tune: chose ")]
+        assert chose and "macro-F1 1.000 on 8 gold" in chose[0]
+    assert teacher.calls > 0 and project.store.tuning() is not None
+    assert project.settings.prompt == project.store.settings().prompt
+
+
 # --- the CLI entry point ------------------------------------------------------------------------------------------
 
 

@@ -74,7 +74,8 @@ class ActionCommands(Provider):
     """Every action of the app in the command palette."""
 
     COMMANDS = [
-        ("Annotate pool examples with the LLM", "annotate"), ("Train the student", "train"),
+        ("Annotate pool examples with the LLM", "annotate"), ("Tune the prompt on gold examples", "tune"),
+        ("Train the student", "train"),
         ("Export the student to ONNX", "export_student"), ("Label the corpus with the student", "label"),
         ("Run the active-learning loop", "loop"), ("Pause the running job", "pause"),
         ("Resume the paused job", "resume"), ("Cancel the running job", "cancel"),
@@ -220,6 +221,9 @@ class LlmaaaApp(App[None]):
 
     def action_annotate(self) -> None:
         self.query_one(RunPane).start("annotate")
+
+    def action_tune(self) -> None:
+        self.query_one(RunPane).start("tune")
 
     def action_train(self) -> None:
         self.query_one(RunPane).start("train")

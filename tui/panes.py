@@ -245,7 +245,8 @@ class ModelsPane(Pane):
 
 
 class RunPane(Pane):
-    BINDINGS = [Binding("a", "start('annotate')", "Annotate"), Binding("t", "start('train')", "Train"),
+    BINDINGS = [Binding("a", "start('annotate')", "Annotate"), Binding("n", "start('tune')", "Tune prompt"),
+                Binding("t", "start('train')", "Train"),
                 Binding("e", "start('export')", "Export ONNX"), Binding("l", "start('label')", "Label"),
                 Binding("o", "start('loop')", "AL loop"), Binding("p", "app.pause", "Pause"),
                 Binding("u", "app.resume", "Resume"), Binding("x", "app.cancel", "Cancel")]
@@ -253,8 +254,8 @@ class RunPane(Pane):
     def compose(self) -> ComposeResult:
         with Vertical():
             with Horizontal(classes="row"):
-                for job, label in (("annotate", "Annotate a"), ("train", "Train t"), ("export", "Export e"),
-                                   ("label", "Label l"), ("loop", "Loop o")):
+                for job, label in (("annotate", "Annotate a"), ("tune", "Tune n"), ("train", "Train t"),
+                                   ("export", "Export e"), ("label", "Label l"), ("loop", "Loop o")):
                     yield Button(label, id=f"start-{job}")
             with Horizontal(classes="row"):
                 yield Input(value="100", id="annotate-n", type="integer", tooltip="examples to annotate")
@@ -288,8 +289,8 @@ class RunPane(Pane):
         return int(text) if text.isdigit() else default
 
     def start(self, job: str) -> None:
-        jobs = {"annotate": self._annotate_job, "train": self._train_job, "export": self._export_job,
-                "label": self._label_job, "loop": self._loop_job}
+        jobs = {"annotate": self._annotate_job, "tune": self._tune_job, "train": self._train_job,
+                "export": self._export_job, "label": self._label_job, "loop": self._loop_job}
         if self.main.run_job(job, jobs[job]()):
             self.feed.clear()
             self.query_one("#feed", DataTable).clear()
@@ -309,6 +310,24 @@ class RunPane(Pane):
                                    control.watch(lambda p: app.report("annotate", p.done, p.total, _rates(p),
                                                                       _latest(p))))
             return f"{report.annotated} annotated, {report.cached} cached, {report.parse_errors} parse errors"
+
+        return job
+
+    def _tune_job(self) -> Any:
+        app = self.main
+
+        def job(project: Project, control: JobControl) -> str:
+            from llmaaa_local.annotate import load_embedder
+            from llmaaa_local.tune import PromptTuner, TuneConfig
+
+            embed = load_embedder(app.choices.embedder, app.models_dir, project) \
+                if project.status()["counts"]["demo"] else None
+            tuner = PromptTuner(project, app.teacher(), embed)
+            report = tuner.run(TuneConfig(seed=app.choices.teacher.seed), control.watch(
+                lambda p: app.report("tune", p.done, p.total, f"tune rung {p.rung}: {p.variants} variants x "
+                                     f"{p.examples} gold  ETA {_eta(p.eta_seconds)}  {p.latest}")))
+            return (f"chose {report.chosen.describe()}: {report.metric} {report.chosen.score:.3f} on "
+                    f"{report.chosen.n} gold (before: {report.default.score:.3f}); {report.calls} LLM calls")
 
         return job
 

@@ -1,0 +1,282 @@
+"""Prompt selection on the project's own gold data: a small grid of prompt variants, each scored on gold examples
+(the demo pool leave-one-out, and the dev split), narrowed by successive halving within a budget of LLM calls.
+
+Every call is an ordinary annotation of a gold example (cached: a rerun asks nothing twice). The chosen prompt
+settings become the project's, so `annotate`, the loop, the TUI and the demo use them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .annotate import AnnotateConfig, AnnotateProgress, Annotator
+from .calibration import fit
+from .config import PromptSettings
+from .errors import LlmaaaError
+from .llm import LLM
+from .project import Project
+from .records import Example
+
+# Words a label's description starts with that say nothing about the label.
+_FILLER = frozenset("a an the this that it is are was be of to in on for with by as at or and not no its their "
+                    "writer reviewer text author speaker person sentence document overall".split())
+_ROLES = re.compile(r"^([A-Za-z]+)-([A-Za-z]+)\((e[12]),(e[12])\)$")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How much to spend: at most `budget` new LLM calls; every variant first sees `first_rung` gold examples."""
+
+    budget: int = 800
+    first_rung: int = 12
+    keep: float = 0.5
+    seed: int = 0
+    variants: tuple[PromptSettings, ...] | None = None  # None: the grid `prompt_grid` builds
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.first_rung < 2 or not 0 < self.keep < 1:
+            raise LlmaaaError("tune needs --budget of at least 1 call, --first-rung of at least 2 gold examples, "
+                              "and a keep share between 0 and 1")
+
+
+@dataclass(frozen=True)
+class VariantScore:
+    """One prompt variant on the gold examples it was tried on."""
+
+    prompt: PromptSettings
+    n: int
+    score: float
+    method: str  # the calibration the score was reached with ("-" for NER)
+    tokens_per_example: float
+    seconds_per_example: float
+
+    def describe(self) -> str:
+        return describe(self.prompt)
+
+
+@dataclass
+class TuneProgress:
+    """Live counters: which rung, how many calls of the plan are done, and the newest scores."""
+
+    rung: int = 0
+    examples: int = 0
+    variants: int = 0
+    done: int = 0
+    total: int = 0
+    asked: int = 0
+    llm_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    latest: str = ""
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return (self.total - self.done) * self.llm_seconds / self.asked if self.asked else None
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    chosen: VariantScore
+    default: VariantScore  # the project's prompt before tuning, on the same examples when it got that far
+    results: tuple[VariantScore, ...]  # every variant at the largest rung it reached, best first
+    metric: str
+    calls: int  # new LLM calls
+    cached: int
+    seconds: float
+
+    def to_record(self, model_sha256: str) -> dict[str, Any]:
+        return {"model_sha256": model_sha256, "metric": self.metric, "calls": self.calls, "cached": self.cached,
+                "seconds": round(self.seconds, 1), "chosen": _score_record(self.chosen),
+                "default": _score_record(self.default), "results": [_score_record(r) for r in self.results]}
+
+
+def _score_record(score: VariantScore) -> dict[str, Any]:
+    return {"prompt": asdict(score.prompt), "described": score.describe(), "n": score.n,
+            "score": round(score.score, 4), "method": score.method,
+            "tokens_per_example": round(score.tokens_per_example, 1),
+            "seconds_per_example": round(score.seconds_per_example, 3)}
+
+
+def describe(prompt: PromptSettings) -> str:
+    """A variant in a few words: demo mode and k, label words, instruction, clip."""
+    demos = prompt.demos if prompt.demos == "none" else f"{prompt.demos} k={prompt.k}"
+    words = "label names" if not prompt.verbalizers else "words " + "/".join(w for _, w in prompt.verbalizers)
+    return f"{demos}, {words}, {prompt.instruction_style} instruction, {prompt.clip} clip"
+
+
+def description_words(labels: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """A verbalizer from the descriptions: each label's first telling word ("the writer is pleased overall" ->
+    "pleased"); empty unless every label has one and no two share it."""
+    words = []
+    for name, description in labels:
+        found = next((w for w in re.findall(r"[A-Za-z]+", description.lower())
+                      if w not in _FILLER and w != name.lower() and len(w) > 2), None)
+        if found is None:
+            return ()
+        words.append((name, found))
+    return tuple(words) if len({w for _, w in words}) == len(words) else ()
+
+
+def role_words(labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Directed relation labels named "Role1-Role2(e1,e2)" (SemEval's style) said as their roles in head-tail order:
+    "Cause-Effect(e1,e2)" -> "cause-effect", "Cause-Effect(e2,e1)" -> "effect-cause"; other labels in lower case.
+    Empty unless some label has that shape."""
+    if not any(_ROLES.match(label) for label in labels):
+        return ()
+    words = []
+    for label in labels:
+        match = _ROLES.match(label)
+        if match is None:
+            words.append((label, label.lower()))
+            continue
+        first, second, head, _ = match.groups()
+        roles = (first, second) if head == "e1" else (second, first)
+        words.append((label, f"{roles[0]}-{roles[1]}".lower()))
+    return tuple(words) if len({w for _, w in words}) == len(words) else ()
+
+
+def prompt_grid(project: Project) -> list[PromptSettings]:
+    """The variants worth trying for this project: the current prompt first, then demo modes (and k for short
+    texts), label words (names, the user's verbalizers, a word from each description, relation roles) and, for
+    classification, both instruction wordings."""
+    settings = project.settings
+    current = settings.prompt
+    demos = list(project.store.examples("demo"))
+    short = bool(demos) and float(np.mean([len(d.text) for d in demos])) < 400
+    modes: list[str] = ["balanced", "fixed", "knn"] + ([] if settings.task == "ner" else ["none"])
+    if not demos:
+        modes = ["none"]
+    ks = (4, 8) if short else (4,)
+    words: list[tuple[tuple[str, str], ...]] = [current.verbalizers, ()]
+    if settings.task != "ner":
+        words += [description_words([(label.name, label.description) for label in settings.labels]),
+                  role_words(settings.label_names)]
+    styles = ("list", "short") if settings.task == "classify" else ("list",)
+    variants = [current]
+    for mode in modes:
+        for k in (ks if mode != "none" else (current.k,)):
+            for verbalizers in dict.fromkeys(w for w in words if w or w == ()):
+                for style in styles:
+                    variants.append(replace(current, demos=mode, k=k, verbalizers=verbalizers,  # type: ignore[arg-type]
+                                            instruction_style=style, clip="head+tail"))
+    return list(dict.fromkeys(variants))
+
+
+class PromptTuner:
+    """Scores prompt variants on gold examples with one teacher; the best becomes the project's prompt."""
+
+    def __init__(self, project: Project, llm: LLM, embed: Callable[[Sequence[Example]], np.ndarray] | None) -> None:
+        self.project = project
+        self.llm = llm
+        self.embed = embed
+        self.settings = project.settings
+        self.gold = [e for e in (*project.store.examples("demo"), *project.store.examples("dev"))
+                     if e.label is not None]
+        if len(self.gold) < 4:
+            raise LlmaaaError(f"tune needs at least 4 gold examples in the demo or dev split, found {len(self.gold)}: "
+                              "import some with `import gold FILE --split demo`")
+
+    def run(self, config: TuneConfig = TuneConfig(),
+            on_progress: Callable[[TuneProgress], None] | None = None) -> TuneReport:
+        started = time.perf_counter()
+        variants = list(dict.fromkeys(config.variants or prompt_grid(self.project)))
+        if self.embed is None:  # without the sentence embedder only random and zero-shot prompts can run
+            variants = [v for v in variants if not v.uses_embeddings]
+            if not variants:
+                raise LlmaaaError("every prompt variant to tune needs the sentence embedder: pull minilm-l6")
+        order = sorted(self.gold, key=lambda e: random.Random(f"{config.seed}:{e.id}").random())
+        progress = TuneProgress()
+        alive = list(variants)
+        n = min(config.first_rung, len(order))
+        scores: dict[PromptSettings, VariantScore] = {}
+        calls = cached = 0
+        rung = 0
+        while True:
+            rung += 1
+            subset = order[:n]
+            progress.rung, progress.examples, progress.variants = rung, n, len(alive)
+            progress.total = progress.done + sum(self._missing(v, subset) for v in alive)
+            for variant in alive:
+                asked, reused = self._annotate(variant, subset, progress, on_progress)
+                calls, cached = calls + asked, cached + reused
+                scores[variant] = self._score(variant, subset)
+                progress.latest = f"{scores[variant].score:.3f} {describe(variant)}"
+                if on_progress:
+                    on_progress(progress)
+            if len(alive) == 1 or n >= len(order):
+                break
+            ranked = sorted(alive, key=lambda v: self._rank(scores[v], variants))
+            survivors = ranked[: max(1, math.ceil(len(alive) * config.keep))]
+            wider = min(2 * n, len(order))
+            planned = sum(self._missing(v, order[:wider]) for v in survivors)
+            if calls + planned > config.budget:
+                break
+            alive, n = survivors, wider
+        best = min(alive, key=lambda v: self._rank(scores[v], variants))
+        default = scores.get(variants[0]) or self._score(variants[0], order[:n])
+        results = tuple(sorted(scores.values(), key=lambda s: (-s.n, *self._rank(s, variants))))
+        report = TuneReport(scores[best], default, results, self._metric(), calls, cached,
+                            time.perf_counter() - started)
+        chosen = replace(self.settings, prompt=best)
+        self.project.store.save_tuning(report.to_record(self.llm.model_sha256), chosen)
+        return report
+
+    def _rank(self, score: VariantScore, variants: Sequence[PromptSettings]) -> tuple[float, float, int]:
+        """Best score first; among equals the cheaper prompt, then the earlier variant (the current one first)."""
+        return (-round(score.score, 4), score.tokens_per_example, variants.index(score.prompt))
+
+    def _annotator(self, variant: PromptSettings) -> Annotator:
+        return Annotator(self.project, self.llm, self.embed if variant.uses_embeddings else None, variant)
+
+    def _missing(self, variant: PromptSettings, subset: Sequence[Example]) -> int:
+        annotator = self._annotator(variant)
+        have = {row[0] for row in self.project.store.prompt_annotations(self.llm.model_sha256, annotator.prompt_key,
+                                                                         [e.id for e in subset])}
+        return sum(1 for e in subset if e.id not in have)
+
+    def _annotate(self, variant: PromptSettings, subset: Sequence[Example], progress: TuneProgress,
+                  on_progress: Callable[[TuneProgress], None] | None) -> tuple[int, int]:
+        annotator = self._annotator(variant)
+        done, asked, seconds = progress.done, progress.asked, progress.llm_seconds
+
+        def update(inner: AnnotateProgress) -> None:
+            new = inner.done - inner.cached
+            progress.done, progress.asked = done + new, asked + new
+            progress.llm_seconds = seconds + inner.llm_seconds
+            if on_progress:
+                on_progress(progress)
+
+        result = annotator.run(AnnotateConfig(ids=tuple(e.id for e in subset), calibrate=False), update)
+        return result.annotated, result.cached
+
+    def _metric(self) -> str:
+        task = self.settings.task
+        return "entity F1" if task == "ner" else "micro-F1 without no-relation" if self.settings.no_relation \
+            else "macro-F1"
+
+    def _score(self, variant: PromptSettings, subset: Sequence[Example]) -> VariantScore:
+        annotator = self._annotator(variant)
+        rows = {row[0]: row for row in self.project.store.prompt_annotations(
+            self.llm.model_sha256, annotator.prompt_key, [e.id for e in subset])}
+        known = [e for e in subset if e.id in rows]
+        tokens = float(np.mean([rows[e.id][4] for e in known])) if known else 0.0
+        seconds = float(np.mean([rows[e.id][5] for e in known])) if known else 0.0
+        if annotator.task.scored:
+            scored = [e for e in known if rows[e.id][2] is not None]
+            fitted = fit([rows[e.id][2] for e in scored], [str(e.label) for e in scored],  # type: ignore[misc]
+                         self.settings.label_names, [rows[e.id][3] for e in scored],
+                         ignore=self.settings.no_relation)
+            # parse errors count as wrong: scale by the share that has scores
+            share = len(scored) / len(subset) if subset else 0.0
+            return VariantScore(variant, len(subset), fitted.loo_score * share, fitted.method, tokens, seconds)
+        gold = {e.id: e.label for e in subset}
+        predicted = {e.id: rows[e.id][1] if e.id in rows and rows[e.id][1] is not None else () for e in subset}
+        metrics = annotator.task.metrics(gold, predicted, {e.id: e for e in subset})  # type: ignore[arg-type]
+        return VariantScore(variant, len(subset), float(metrics["f1"]), "-", tokens, seconds)

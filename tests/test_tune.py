@@ -1,0 +1,113 @@
+"""`tune` with the scripted LLM: the grid, successive halving within the budget, the choice stored as the project's
+prompt, every call cached, and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmaaa_local.annotate import AnnotateConfig, Annotator
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings
+from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.llm import Prompt, ScriptedLLM
+from llmaaa_local.project import Project
+from llmaaa_local.records import Example
+from llmaaa_local.tune import PromptTuner, TuneConfig, TuneProgress, description_words, prompt_grid, role_words
+
+LABELS = (LabelInfo("pos", "the writer is pleased overall"), LabelInfo("neg", "the writer is disappointed"))
+
+
+def embed(examples: Sequence[Example]) -> np.ndarray:
+    """A stand-in sentence embedder: good/bad words on two axes, so kNN demos follow the sentiment."""
+    vectors = np.array([[e.text.count("good") + 0.1, e.text.count("bad") + 0.1] for e in examples], dtype=float)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def last_text(prompt: Prompt) -> str:
+    return prompt.user.rsplit("Text: ", 1)[1].split("\n", 1)[0]
+
+
+def knows_only_its_words(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
+    """Right when asked with the words of the descriptions; with the label names it says "pos" every time."""
+    if tuple(candidates) == ("pleased", "disappointed"):
+        return [-0.1, -3.0] if "good" in last_text(prompt) else [-3.0, -0.1]
+    return [-0.5, -0.9]
+
+
+@pytest.fixture
+def project(tmp_path: Path, write_file: Callable[..., Path]) -> Project:
+    settings = ProjectSettings("classify", LABELS, prompt=PromptSettings(demos="knn", k=2))
+    project = Project.init(tmp_path / "p", settings)
+    gold = [{"id": f"g{i}", "text": f"{'good' if i % 2 else 'bad'} film number {i}",
+             "label": "pos" if i % 2 else "neg"} for i in range(24)]
+    project.import_gold(write_file("gold.jsonl", gold), "demo")
+    project.import_corpus(write_file("pool.jsonl", [{"id": f"p{i}", "text": f"a good film {i}"} for i in range(3)]))
+    yield project
+    project.close()
+
+
+def test_the_grid_starts_with_the_current_prompt_and_tries_every_knob(project: Project) -> None:
+    grid = prompt_grid(project)
+    assert grid[0] == project.settings.prompt and len(grid) == len(set(grid))
+    assert {v.demos for v in grid} == {"knn", "balanced", "fixed", "none"}
+    assert {v.k for v in grid[1:] if v.demos != "none"} == {4, 8}  # short texts: more demonstrations are cheap
+    assert {v.verbalizers for v in grid} == {(), (("pos", "pleased"), ("neg", "disappointed"))}
+    assert {v.instruction_style for v in grid} == {"list", "short"}
+
+
+def test_label_words_from_descriptions_and_relation_roles() -> None:
+    assert description_words([("pos", "the writer is pleased"), ("neg", "The writer is disappointed.")]) == (
+        ("pos", "pleased"), ("neg", "disappointed"))
+    assert description_words([("pos", "good"), ("neg", "")]) == ()  # every label needs one
+    assert description_words([("a", "a good thing"), ("b", "a good thing too")]) == ()  # and no two the same
+    assert role_words(["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Other"]) == (
+        ("Cause-Effect(e1,e2)", "cause-effect"), ("Cause-Effect(e2,e1)", "effect-cause"), ("Other", "other"))
+    assert role_words(["per:age", "no_relation"]) == ()
+
+
+def test_tune_finds_the_words_the_model_knows_and_makes_them_the_projects_prompt(project: Project) -> None:
+    llm = ScriptedLLM(scorer=knows_only_its_words)
+    seen: list[TuneProgress] = []
+    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=10_000, first_rung=6),
+                                                  lambda progress: seen.append(replace(progress)))
+    chosen = report.chosen.prompt
+    assert chosen.verbalizers == (("pos", "pleased"), ("neg", "disappointed"))
+    assert report.chosen.score == pytest.approx(1.0) and report.chosen.n == 24  # halved until all gold was used
+    assert report.default.prompt == PromptSettings(demos="knn", k=2) and report.default.score < 0.7
+    assert project.settings.prompt == chosen
+    stored = project.store.tuning()
+    assert stored is not None and stored["chosen"]["score"] == 1.0 and stored["metric"] == "macro-F1"
+    assert stored["model_sha256"] == llm.model_sha256 and len(stored["results"]) == len(report.results)
+    # successive halving: many variants on 6 gold examples, fewer on 12, the last ones on all 24
+    rungs = sorted({(p.rung, p.examples, p.variants) for p in seen})
+    assert [r[1] for r in rungs] == [6, 12, 24] and rungs[0][2] > rungs[1][2] > rungs[2][2] >= 1
+    assert report.calls == seen[-1].done == seen[-1].total
+    # every call was an annotation: a rerun asks nothing, and annotate now uses the tuned prompt and its cache
+    asked = len(llm.history)
+    again = PromptTuner(project, llm, embed).run(TuneConfig(budget=10_000, first_rung=6))
+    assert again.calls == 0 and len(llm.history) == asked and again.chosen.prompt == chosen
+    annotator = Annotator(project, llm, embed)
+    assert annotator.prompt == chosen
+    result = annotator.run(AnnotateConfig(n=3))
+    assert result.annotated == 3 and result.cached == 24  # calibration reuses the tuned prompt's gold answers
+    assert all(candidates == ("pleased", "disappointed") for _, _, candidates in llm.history[asked:])
+
+
+def test_the_budget_stops_the_halving_early(project: Project) -> None:
+    llm = ScriptedLLM(scorer=knows_only_its_words)
+    grid = prompt_grid(project)
+    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=len(grid) * 6, first_rung=6))
+    # identical requests (zero-shot ignores k, say) are asked once; every request also scored its baseline
+    assert report.calls + report.cached == len(grid) * 6 and report.calls == len(llm.history) // 2
+    assert {r.n for r in report.results} == {6}
+    assert report.chosen.prompt.verbalizers == (("pos", "pleased"), ("neg", "disappointed"))
+
+
+def test_tune_needs_gold(tmp_path: Path) -> None:
+    with Project.init(tmp_path / "empty", ProjectSettings("classify", LABELS)) as empty, \
+            pytest.raises(LlmaaaError, match="at least 4 gold examples"):
+        PromptTuner(empty, ScriptedLLM(), embed)
