@@ -127,7 +127,7 @@ def main() -> None:
     project = build(root, spec, args)
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
-    embed = load_embedder(DEFAULT_STUDENT, models, project) if spec["demos"] == "knn" else None
+    embed = load_embedder(DEFAULT_STUDENT, models, project) if project.settings.prompt.uses_embeddings else None
     annotator = Annotator(project, llm, embed)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     runs = [(name, False) for name in args.strategies.split(",")] + ([(args.reweight, True)] if args.reweight else [])

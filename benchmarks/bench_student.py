@@ -27,7 +27,7 @@ from typing import Any
 from shared_data import DATA, records, rotated, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
-from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
+from llmaaa_local.config import DEMO_MODES, LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
 from llmaaa_local.encoding import StudentSpec
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
@@ -35,6 +35,7 @@ from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
 from llmaaa_local.student import Trainer, load_student, predict
 from llmaaa_local.tasks import task_for
+from llmaaa_local.tune import PromptTuner, TuneConfig, describe
 
 SPEED_CHUNK = 100  # reviews per turn of the speed comparison
 
@@ -75,7 +76,13 @@ def quality(args: argparse.Namespace) -> None:
         project.import_gold(write(root / "gold.jsonl", gold), "demo")
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
-    embed = load_embedder(DEFAULT_STUDENT, models, project) if args.demos == "knn" else None
+    if args.tune:
+        started = time.perf_counter()
+        tuned = PromptTuner(project, llm, load_embedder(DEFAULT_STUDENT, models, project)).run(
+            TuneConfig(budget=args.budget))
+        print(f"tune chose {describe(tuned.chosen.prompt)} ({tuned.metric} {tuned.chosen.score:.3f} on "
+              f"{tuned.chosen.n} gold, {tuned.calls} calls) in {time.perf_counter() - started:.0f}s", flush=True)
+    embed = load_embedder(DEFAULT_STUDENT, models, project) if project.settings.prompt.uses_embeddings else None
     annotator = Annotator(project, llm, embed)
     started = time.perf_counter()
     annotated = annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in pool)))
@@ -204,7 +211,9 @@ def main() -> None:
     q.add_argument("--n", type=int, default=500)
     q.add_argument("--gold", type=int, default=100)
     q.add_argument("--test", type=int, default=2000)
-    q.add_argument("--demos", choices=["none", "knn"], default="knn")
+    q.add_argument("--demos", choices=list(DEMO_MODES), default="balanced")
+    q.add_argument("--tune", action="store_true", help="tune the prompt on the gold pool first (issue 13)")
+    q.add_argument("--budget", type=int, default=800, help="tune's budget of LLM calls")
     q.add_argument("--modes", default="llm,llm-top50,gold,combined,combined-top50",
                    help="llm, gold or combined; '-topNN' keeps the NN%% most confident LLM labels of each label")
     q.add_argument("--no-balance", action="store_true", help="do not balance the LLM label classes")

@@ -1,30 +1,38 @@
-"""Teacher quality (issue 3): raw vs calibrated, zero-shot vs kNN demos, on slices of the shared datasets.
+"""Teacher quality (issues 3 and 13): main's prompt defaults, this version's defaults, and the prompt `tune` picks on
+the gold pool, side by side in one run, on seeded slices of the shared datasets.
 
-For each dataset: a seeded random slice of the test split becomes the pool (its labels hidden, used only to score),
-and a seeded 100-example gold demo pool is taken from train (IMDb, SemEval) or dev (CoNLL-2003). Calibration is fit
-on the demo pool with leave-one-out demonstrations.
+For each dataset a seeded random slice of the test split is the pool (labels hidden, used only to score) and a
+seeded 100-example gold demo pool comes from train (IMDb, SemEval) or dev (CoNLL-2003). Rows:
+  main      main's defaults before issue 13: plain kNN k=4, head-only clip at 4000 characters, label names
+  default   this version's defaults, untuned: label-balanced kNN k=4, head+tail clip at 1500 characters
+  tuned     `tune` on the gold pool (timed), then its prompt
+Each row annotates in a project of its own, calibrated on the gold pool (scored tasks); `--n-rows` caps the pool for
+the main and default rows (the first N of the same slice), so the slow old prompt can be measured on fewer texts.
 
-Usage: python benchmarks/bench_teacher.py [--n 200] [--gold 100] [--model gemma-3-270m] [--threads 2]
-       [--datasets imdb,conll,semeval] [--data ../shared/data] [--keep DIR]
+Usage: python benchmarks/bench_teacher.py [--n 1000] [--n-rows 300] [--datasets imdb,conll,semeval]
+       [--rows main,default,tuned] [--model gemma-3-270m] [--threads 2] [--keep DIR] [--budget 800]
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from shared_data import DATA, records, write
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
 from llmaaa_local.evaluate import evaluate_llm
+from llmaaa_local.llm import LLM
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
 from llmaaa_local.tasks import task_for
+from llmaaa_local.tune import PromptTuner, TuneConfig, describe
 
 DATASETS: dict[str, dict[str, Any]] = {
     "imdb": {
@@ -42,47 +50,32 @@ DATASETS: dict[str, dict[str, Any]] = {
         "labels": None, "no_relation": "Other", "metric": "f1",
     },
 }
+MAIN = PromptSettings(demos="knn", k=4, clip="head", max_chars=4000)
 
 
-def sample(path: Path, n: int, seed: int, everything: bool = False) -> list[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        records = [json.loads(line) for line in handle]
-    return records if everything else random.Random(seed).sample(records, n)
-
-
-def write(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
-    return path
-
-
-def build(root: Path, name: str, spec: dict[str, Any], data: Path, n: int, gold: int, prompt: PromptSettings,
-          ) -> Project:
-    pool = write(root / f"{name}-pool.jsonl", sample(data / spec["pool"], n, seed=1))
-    demos = write(root / f"{name}-gold.jsonl", sample(data / spec["gold"], gold, seed=2))
+def settings_for(spec: dict[str, Any], data: Path, prompt: PromptSettings) -> ProjectSettings:
     labels = tuple(spec["labels"] or [])
     if not labels:  # relation labels: every label of the full gold file, sorted
-        found = {record["label"] for record in sample(data / spec["gold"], 0, seed=0, everything=True)}
-        labels = tuple(LabelInfo(label) for label in sorted(found))
-    settings = ProjectSettings(task=spec["task"], labels=labels, no_relation=spec.get("no_relation"), prompt=prompt)
-    folder = root / f"{name}-{prompt.demos}"
+        labels = tuple(LabelInfo(label) for label in sorted({r["label"] for r in records(data / spec["gold"])}))
+    return ProjectSettings(task=spec["task"], labels=labels, no_relation=spec.get("no_relation"), prompt=prompt)
+
+
+def build(folder: Path, settings: ProjectSettings, pool: list[dict[str, Any]], gold: list[dict[str, Any]]) -> Project:
     # an earlier run's project is reused: its stored annotations are cache hits, so a rerun continues
     project = Project.open(folder) if (folder / "project.sqlite").exists() else Project.init(folder, settings)
-    project.store.save_settings(settings)
-    project.import_corpus(pool)
-    project.import_gold(demos, "demo")
+    project.import_corpus(write(folder.parent / f"{folder.name}-pool.jsonl", pool))
+    project.import_gold(write(folder.parent / f"{folder.name}-gold.jsonl", gold), "demo")
     return project
 
 
-def uncalibrated_quality(project: Project, model_sha256: str, prompt_key: str) -> tuple[float, float] | None:
-    """The metric of the argmax of the raw label scores, and of the scores relative to the content-free
-    baseline (contextual calibration without any bias); scored tasks only."""
+def uncalibrated(project: Project, llm: LLM, prompt_key: str) -> tuple[float, float] | None:
+    """The metric of the argmax of the raw label scores, and of the scores relative to the content-free baseline."""
     task = task_for(project.settings)
     if not task.scored:
         return None
     references = project.store.reference_labels("pool")
     stored = [(eid, scores, baseline) for _, eid, scores, baseline
-              in project.store.scored_annotations(model_sha256, prompt_key) if eid in references]
+              in project.store.scored_annotations(llm.model_sha256, prompt_key) if eid in references]
     examples = {e.id: e for e in project.store.examples(ids=[eid for eid, _, _ in stored])}
     results = []
     for relative in (False, True):
@@ -94,47 +87,69 @@ def uncalibrated_quality(project: Project, model_sha256: str, prompt_key: str) -
     return results[0], results[1]
 
 
+def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LLM, models: Path, n: int,
+        tune_note: str = "") -> None:
+    prompt = project.settings.prompt
+    embed = load_embedder(DEFAULT_STUDENT, models, project) if prompt.uses_embeddings else None
+    annotator = Annotator(project, llm, embed)
+    started = time.perf_counter()
+    report = annotator.run(AnnotateConfig(n=n))
+    seconds = time.perf_counter() - started
+    quality = evaluate_llm(project, "pool")["llm"]
+    calibrated = float(quality.get(spec["metric"], 0.0))
+    scores = uncalibrated(project, llm, annotator.prompt_key)
+    raw, contextual = scores or (calibrated, float("nan"))
+    fit = report.calibration
+    pool_docs = max(report.annotated - (fit.n if fit else 0), 1)
+    asked = max(report.annotated, 1)
+    docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else float("nan")
+    print(f"{dataset:8} {name:8} {quality['n']:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
+          f"{calibrated if scores else float('nan'):6.3f} {fit.method if fit else '-':>16} "
+          f"{fit.loo_score if fit else float('nan'):8.3f} {quality['parse_error_rate']:9.1%} "
+          f"{report.tokens_in / asked:8.0f} {report.tokens_evaluated / asked:8.0f} "
+          f"{docs_per_s:6.2f} {seconds:7.0f}  {describe(prompt)}{tune_note}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n-rows", type=int, default=300, help="pool size of the main and default rows")
     parser.add_argument("--gold", type=int, default=100)
-    parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--datasets", default="conll,semeval,imdb")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--datasets", default="imdb,conll,semeval")
+    parser.add_argument("--rows", default="main,default,tuned")
+    parser.add_argument("--budget", type=int, default=800, help="tune's budget of LLM calls")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the projects in this folder.")
     args = parser.parse_args()
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     root.mkdir(parents=True, exist_ok=True)
-    header = (f"{'dataset':8} {'demos':5} {'metric':8} {'raw':>6} {'context':>7} {'calib.':>6} {'method':>16} "
-              f"{'gold LOO':>8} {'parse err':>9} {'prompt tok':>10} {'reused':>6} {'docs/s':>6} {'seconds':>7}")
-    print(header, flush=True)
+    print(f"{'dataset':8} {'row':8} {'n':>5} {'metric':8} {'raw':>6} {'context':>7} {'calib.':>6} {'calibration':>16} "
+          f"{'gold LOO':>8} {'parse err':>9} {'tok in':>8} {'tok eval':>8} {'docs/s':>6} {'seconds':>7}  prompt",
+          flush=True)
     for name in args.datasets.split(","):
         spec = DATASETS[name]
-        for demos in ("none", "knn"):
-            prompt = PromptSettings(demos=demos, k=args.k)  # type: ignore[arg-type]
-            project = build(root, name, spec, args.data, args.n, args.gold, prompt)
-            embed = load_embedder(DEFAULT_STUDENT, models, project) if demos == "knn" else None
-            annotator = Annotator(project, llm, embed)
-            report = annotator.run(AnnotateConfig(n=args.n))
-            quality = evaluate_llm(project, "pool")["llm"]
-            calibrated = quality.get(spec["metric"], 0.0)
-            uncalibrated = uncalibrated_quality(project, llm.model_sha256, annotator.prompt_key)
-            raw, contextual = uncalibrated or (calibrated, float("nan"))
-            fit = report.calibration
-            loo = f"{fit.loo_accuracy:8.3f}" if fit else f"{'-':>8}"
-            method = fit.method if fit else "-"
-            reused = 1 - report.tokens_evaluated / max(report.tokens_in, 1)
-            print(f"{name:8} {demos:5} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
-                  f"{calibrated if uncalibrated else float('nan'):6.3f} {method:>16} {loo} "
-                  f"{quality['parse_error_rate']:9.1%} {report.tokens_in:10d} {reused:6.1%} "
-                  f"{report.annotated / report.seconds:6.2f} {report.seconds:7.0f}", flush=True)
+        pool = random.Random(1).sample(records(args.data / spec["pool"]), args.n)
+        gold = random.Random(2).sample(records(args.data / spec["gold"]), args.gold)
+        for kind in args.rows.split(","):
+            prompt = MAIN if kind == "main" else PromptSettings()
+            size = args.n if kind == "tuned" else min(args.n_rows, args.n)
+            project = build(root / f"{name}-{kind}", settings_for(spec, args.data, prompt), pool[:size], gold)
+            note = ""
+            if kind == "tuned":
+                embed = load_embedder(DEFAULT_STUDENT, models, project)
+                started = time.perf_counter()
+                tuned = PromptTuner(project, llm, embed).run(TuneConfig(budget=args.budget))
+                note = (f"  [tune: {time.perf_counter() - started:.0f}s, {tuned.calls} calls, gold "
+                        f"{tuned.chosen.score:.3f} vs {tuned.default.score:.3f} untuned]")
+            row(kind, name, spec, project, llm, models, size, note)
             project.close()
-    print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after bias calibration on the gold "
-          "demo pool; NER has no label scores to calibrate)", file=sys.stderr)
+    print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after the calibration chosen on "
+          "the gold pool; NER has no label scores to calibrate; tok in/eval: prompt tokens per request, and those "
+          "evaluated after KV prefix reuse; docs/s: pool texts per second of LLM time)", file=sys.stderr)
 
 
 if __name__ == "__main__":

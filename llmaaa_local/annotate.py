@@ -118,11 +118,11 @@ class Annotator:
         self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.__dict__})
         demos = list(self.store.examples("demo"))
         if self.prompt.uses_embeddings and demos and embed is None:
-            kind = {"knn": "kNN", "balanced": "balanced kNN", "fixed": "fixed"}[self.prompt.demos]
+            kind = {"knn": "kNN", "balanced": "balanced kNN"}[self.prompt.demos]
             raise LlmaaaError(f"{kind} demonstrations need the sentence embedder: pull minilm-l6 or use --demos "
                               "random")
         vectors = embed(demos) if self.prompt.uses_embeddings and demos and embed else None
-        self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors)
+        self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors, seed=self.prompt.demo_seed)
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
 

@@ -65,6 +65,7 @@ class PromptSettings:
     clip: ClipMode = "head+tail"  # what of a long text is kept: its start, or its start and its end
     verbalizers: tuple[tuple[str, str], ...] = ()  # (label, word): the word is what the model answers and is scored
     instruction_style: str = "list"  # which built-in instruction wording (the task's INSTRUCTIONS)
+    demo_seed: int = 0  # which random demonstrations (random mode) or which fixed set (fixed mode)
 
     def __post_init__(self) -> None:
         if self.max_chars < 100 or self.demo_max_chars < 50:
@@ -86,8 +87,8 @@ class PromptSettings:
 
     @property
     def uses_embeddings(self) -> bool:
-        """Demonstrations chosen by similarity (knn, balanced) or typicality (fixed) need the sentence embedder."""
-        return self.demos in ("knn", "balanced", "fixed")
+        """Demonstrations chosen by similarity (knn, balanced) need the sentence embedder."""
+        return self.demos in ("knn", "balanced")
 
     def word(self, label: str) -> str:
         """What the model answers for `label`: its verbalizer, else the label name."""
@@ -144,7 +145,7 @@ class ProjectSettings:
 
 # Projects stored before a prompt setting existed keep the behaviour they had (and their cached answers).
 LEGACY_PROMPT: dict[str, Any] = {"clip": "head", "verbalizers": (), "instruction_style": "list", "max_chars": 4000,
-                                 "demos": "knn"}
+                                 "demos": "knn", "demo_seed": 0}
 
 
 def parse_verbalizers(items: Sequence[str], labels: Sequence[str]) -> tuple[tuple[str, str], ...]:

@@ -24,11 +24,13 @@ from .errors import LlmaaaError
 from .llm import LLM
 from .project import Project
 from .records import Example
+from .tasks.classify import INSTRUCTIONS
+from .tasks.ner import type_words
+from .tasks.relation import role_words
 
 # Words a label's description starts with that say nothing about the label.
 _FILLER = frozenset("a an the this that it is are was be of to in on for with by as at or and not no its their "
                     "writer reviewer text author speaker person sentence document overall".split())
-_ROLES = re.compile(r"^([A-Za-z]+)-([A-Za-z]+)\((e[12]),(e[12])\)$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class TuneConfig:
     first_rung: int = 12
     keep: float = 0.5
     seed: int = 0
-    variants: tuple[PromptSettings, ...] | None = None  # None: the grid `prompt_grid` builds
+    variants: tuple[PromptSettings, ...] | None = None  # None: `wording_grid`, then `demo_grid`
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.first_rung < 2 or not 0 < self.keep < 1:
@@ -84,8 +86,8 @@ class TuneProgress:
 @dataclass(frozen=True)
 class TuneReport:
     chosen: VariantScore
-    default: VariantScore  # the project's prompt before tuning, on the same examples when it got that far
-    results: tuple[VariantScore, ...]  # every variant at the largest rung it reached, best first
+    default: VariantScore  # the project's prompt before tuning, at the largest rung it reached
+    results: tuple[VariantScore, ...]  # every variant at the largest rung it reached, the most tried first
     metric: str
     calls: int  # new LLM calls
     cached: int
@@ -124,48 +126,43 @@ def description_words(labels: Sequence[tuple[str, str]]) -> tuple[tuple[str, str
     return tuple(words) if len({w for _, w in words}) == len(words) else ()
 
 
-def role_words(labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """Directed relation labels named "Role1-Role2(e1,e2)" (SemEval's style) said as their roles in head-tail order:
-    "Cause-Effect(e1,e2)" -> "cause-effect", "Cause-Effect(e2,e1)" -> "effect-cause"; other labels in lower case.
-    Empty unless some label has that shape."""
-    if not any(_ROLES.match(label) for label in labels):
-        return ()
-    words = []
-    for label in labels:
-        match = _ROLES.match(label)
-        if match is None:
-            words.append((label, label.lower()))
-            continue
-        first, second, head, _ = match.groups()
-        roles = (first, second) if head == "e1" else (second, first)
-        words.append((label, f"{roles[0]}-{roles[1]}".lower()))
-    return tuple(words) if len({w for _, w in words}) == len(words) else ()
-
-
-def prompt_grid(project: Project) -> list[PromptSettings]:
-    """The variants worth trying for this project: the current prompt first, then demo modes (and k for short
-    texts), label words (names, the user's verbalizers, a word from each description, relation roles) and, for
-    classification, both instruction wordings."""
+def wording_grid(project: Project) -> list[PromptSettings]:
+    """Stage 1, how the prompt speaks: label words (names, the user's verbalizers, a word from each description,
+    relation roles, plain entity-type words) and, for classification, the instruction wordings; all with one cheap
+    fixed set of demonstrations (or none without a demo pool)."""
     settings = project.settings
     current = settings.prompt
-    demos = list(project.store.examples("demo"))
-    short = bool(demos) and float(np.mean([len(d.text) for d in demos])) < 400
-    modes: list[str] = ["balanced", "fixed", "knn"] + ([] if settings.task == "ner" else ["none"])
-    if not demos:
-        modes = ["none"]
-    ks = (4, 8) if short else (4,)
     words: list[tuple[tuple[str, str], ...]] = [current.verbalizers, ()]
-    if settings.task != "ner":
+    if settings.task == "ner":
+        words.append(type_words(settings.label_names))
+    else:
         words += [description_words([(label.name, label.description) for label in settings.labels]),
                   role_words(settings.label_names)]
-    styles = ("list", "short") if settings.task == "classify" else ("list",)
-    variants = [current]
-    for mode in modes:
-        for k in (ks if mode != "none" else (current.k,)):
-            for verbalizers in dict.fromkeys(w for w in words if w or w == ()):
-                for style in styles:
-                    variants.append(replace(current, demos=mode, k=k, verbalizers=verbalizers,  # type: ignore[arg-type]
-                                            instruction_style=style, clip="head+tail"))
+    styles = INSTRUCTIONS if settings.task == "classify" else ("list",)
+    # from the defaults (and the user's text limits), not from the current prompt: a rerun tries the same variants
+    base = replace(PromptSettings(), instruction=current.instruction, max_chars=current.max_chars,
+                   demo_max_chars=current.demo_max_chars, content_free=current.content_free)
+    if project.store.example_ids("demo"):
+        base = replace(base, demos="fixed", demo_seed=0)
+    variants = [replace(base, verbalizers=verbalizers, instruction_style=style)
+                for verbalizers in dict.fromkeys(w for w in words if w or w == ()) for style in styles]
+    return list(dict.fromkeys(variants))
+
+
+def demo_grid(project: Project, wording: PromptSettings) -> list[PromptSettings]:
+    """Stage 2, which demonstrations: balanced and plain kNN, three fixed label-balanced sets, none (not for NER);
+    k = 4, and 8 too for short texts, where demonstrations are cheap."""
+    demos = list(project.store.examples("demo"))
+    if not demos:
+        return [replace(wording, demos="none")]
+    short = float(np.mean([len(d.text) for d in demos])) < 400
+    ks = (4, 8) if short else (4,)
+    variants = [wording]
+    for k in ks:
+        variants += [replace(wording, demos="balanced", k=k), replace(wording, demos="knn", k=k)]
+        variants += [replace(wording, demos="fixed", k=k, demo_seed=seed) for seed in range(3)]
+    if project.settings.task != "ner":
+        variants.append(replace(wording, demos="none"))
     return list(dict.fromkeys(variants))
 
 
@@ -185,48 +182,80 @@ class PromptTuner:
 
     def run(self, config: TuneConfig = TuneConfig(),
             on_progress: Callable[[TuneProgress], None] | None = None) -> TuneReport:
+        """Stage 1 chooses the wording, stage 2 the demonstrations for it (each by successive halving), unless
+        `config.variants` gives the one list of variants to choose from."""
         started = time.perf_counter()
-        variants = list(dict.fromkeys(config.variants or prompt_grid(self.project)))
-        if self.embed is None:  # without the sentence embedder only random and zero-shot prompts can run
+        order = sorted(self.gold, key=lambda e: random.Random(f"{config.seed}:{e.id}").random())
+        progress = TuneProgress()
+        scores: dict[PromptSettings, VariantScore] = {}
+        spent = [0, 0]  # new calls, cached
+        current = self.settings.prompt
+        if config.variants is not None:
+            best = self._halve(list(config.variants), order, config, config.budget, scores, spent, progress,
+                               on_progress)
+        else:  # the wording may spend half the budget, the demonstrations the rest
+            wording = self._halve(wording_grid(self.project), order, config, config.budget // 2, scores, spent,
+                                  progress, on_progress)
+            best = self._halve(demo_grid(self.project, wording), order, config, config.budget, scores, spent,
+                               progress, on_progress)
+        # the prompt before tuning, on the examples the winner was chosen on (the budget allowing): it stays the
+        # project's prompt unless the winner does better
+        if current not in scores or scores[current].n < scores[best].n:
+            fits = [n for n in (scores[best].n, min(config.first_rung, len(order)))
+                    if spent[0] + self._missing(current, order[:n]) <= config.budget]
+            if fits:
+                progress.total = progress.done + self._missing(current, order[: fits[0]])
+                progress.latest = f"the prompt before tuning: {describe(current)}"
+                asked, reused = self._annotate(current, order[: fits[0]], progress, on_progress)
+                spent[0], spent[1] = spent[0] + asked, spent[1] + reused
+                scores[current] = self._score(current, order[: fits[0]])
+        default = scores.get(current, VariantScore(current, 0, float("nan"), "-", 0.0, 0.0))
+        if default.n >= scores[best].n and round(default.score, 4) >= round(scores[best].score, 4):
+            best = current
+        ranked = sorted(scores.values(), key=lambda s: (-s.n, -round(s.score, 4), s.tokens_per_example))
+        report = TuneReport(scores[best], default, tuple(ranked), self._metric(), spent[0], spent[1],
+                            time.perf_counter() - started)
+        self.project.store.save_tuning(report.to_record(self.llm.model_sha256), replace(self.settings, prompt=best))
+        return report
+
+    def _halve(self, variants: list[PromptSettings], order: Sequence[Example], config: TuneConfig, budget: int,
+               scores: dict[PromptSettings, VariantScore], spent: list[int], progress: TuneProgress,
+               on_progress: Callable[[TuneProgress], None] | None) -> PromptSettings:
+        """Successive halving: every variant on the first gold examples, the better share on twice as many, ...,
+        until one is left, the gold is used up, or the next rung would take the calls past `budget`; returns the
+        best."""
+        if self.embed is None:  # without the sentence embedder only fixed, random and zero-shot prompts can run
             variants = [v for v in variants if not v.uses_embeddings]
             if not variants:
                 raise LlmaaaError("every prompt variant to tune needs the sentence embedder: pull minilm-l6")
-        order = sorted(self.gold, key=lambda e: random.Random(f"{config.seed}:{e.id}").random())
-        progress = TuneProgress()
-        alive = list(variants)
         n = min(config.first_rung, len(order))
-        scores: dict[PromptSettings, VariantScore] = {}
-        calls = cached = 0
-        rung = 0
+        alive: list[PromptSettings] = []
+        planned = spent[0]
+        for variant in dict.fromkeys(variants):  # the first rung too stays within the budget
+            planned += self._missing(variant, order[:n])
+            if planned > budget and alive:
+                break
+            alive.append(variant)
         while True:
-            rung += 1
             subset = order[:n]
-            progress.rung, progress.examples, progress.variants = rung, n, len(alive)
+            progress.rung += 1
+            progress.examples, progress.variants = n, len(alive)
             progress.total = progress.done + sum(self._missing(v, subset) for v in alive)
             for variant in alive:
                 asked, reused = self._annotate(variant, subset, progress, on_progress)
-                calls, cached = calls + asked, cached + reused
+                spent[0], spent[1] = spent[0] + asked, spent[1] + reused
                 scores[variant] = self._score(variant, subset)
                 progress.latest = f"{scores[variant].score:.3f} {describe(variant)}"
                 if on_progress:
                     on_progress(progress)
-            if len(alive) == 1 or n >= len(order):
-                break
             ranked = sorted(alive, key=lambda v: self._rank(scores[v], variants))
+            if len(alive) == 1 or n >= len(order):
+                return ranked[0]
             survivors = ranked[: max(1, math.ceil(len(alive) * config.keep))]
             wider = min(2 * n, len(order))
-            planned = sum(self._missing(v, order[:wider]) for v in survivors)
-            if calls + planned > config.budget:
-                break
+            if spent[0] + sum(self._missing(v, order[:wider]) for v in survivors) > budget:
+                return ranked[0]
             alive, n = survivors, wider
-        best = min(alive, key=lambda v: self._rank(scores[v], variants))
-        default = scores.get(variants[0]) or self._score(variants[0], order[:n])
-        results = tuple(sorted(scores.values(), key=lambda s: (-s.n, *self._rank(s, variants))))
-        report = TuneReport(scores[best], default, results, self._metric(), calls, cached,
-                            time.perf_counter() - started)
-        chosen = replace(self.settings, prompt=best)
-        self.project.store.save_tuning(report.to_record(self.llm.model_sha256), chosen)
-        return report
 
     def _rank(self, score: VariantScore, variants: Sequence[PromptSettings]) -> tuple[float, float, int]:
         """Best score first; among equals the cheaper prompt, then the earlier variant (the current one first)."""

@@ -16,7 +16,8 @@ from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.llm import Prompt, ScriptedLLM
 from llmaaa_local.project import Project
 from llmaaa_local.records import Example
-from llmaaa_local.tune import PromptTuner, TuneConfig, TuneProgress, description_words, prompt_grid, role_words
+from llmaaa_local.tasks.relation import role_words
+from llmaaa_local.tune import PromptTuner, TuneConfig, TuneProgress, demo_grid, description_words, wording_grid
 
 LABELS = (LabelInfo("pos", "the writer is pleased overall"), LabelInfo("neg", "the writer is disappointed"))
 
@@ -50,13 +51,18 @@ def project(tmp_path: Path, write_file: Callable[..., Path]) -> Project:
     project.close()
 
 
-def test_the_grid_starts_with_the_current_prompt_and_tries_every_knob(project: Project) -> None:
-    grid = prompt_grid(project)
-    assert grid[0] == project.settings.prompt and len(grid) == len(set(grid))
-    assert {v.demos for v in grid} == {"knn", "balanced", "fixed", "none"}
-    assert {v.k for v in grid[1:] if v.demos != "none"} == {4, 8}  # short texts: more demonstrations are cheap
-    assert {v.verbalizers for v in grid} == {(), (("pos", "pleased"), ("neg", "disappointed"))}
-    assert {v.instruction_style for v in grid} == {"list", "short"}
+def test_the_grids_try_every_knob(project: Project) -> None:
+    wording = wording_grid(project)
+    assert len(wording) == len(set(wording)) == 6  # two label vocabularies, three instruction wordings
+    assert {v.demos for v in wording} == {"fixed"}  # the wording is compared with one cheap demo set
+    assert {v.verbalizers for v in wording} == {(), (("pos", "pleased"), ("neg", "disappointed"))}
+    assert {v.instruction_style for v in wording} == {"list", "short", "plain"}
+    demos = demo_grid(project, wording[3])
+    assert demos[0] == wording[3] and {v.demos for v in demos} == {"knn", "balanced", "fixed", "none"}
+    assert {v.k for v in demos[1:] if v.demos != "none"} == {4, 8}  # short texts: more demonstrations are cheap
+    assert {v.demo_seed for v in demos if v.demos == "fixed"} == {0, 1, 2}
+    assert {(v.verbalizers, v.instruction_style) for v in demos} == {(wording[3].verbalizers,
+                                                                      wording[3].instruction_style)}
 
 
 def test_label_words_from_descriptions_and_relation_roles() -> None:
@@ -82,9 +88,10 @@ def test_tune_finds_the_words_the_model_knows_and_makes_them_the_projects_prompt
     stored = project.store.tuning()
     assert stored is not None and stored["chosen"]["score"] == 1.0 and stored["metric"] == "macro-F1"
     assert stored["model_sha256"] == llm.model_sha256 and len(stored["results"]) == len(report.results)
-    # successive halving: many variants on 6 gold examples, fewer on 12, the last ones on all 24
+    # two stages of successive halving: many variants on 6 gold examples, fewer on 12, the last ones on all 24
     rungs = sorted({(p.rung, p.examples, p.variants) for p in seen})
-    assert [r[1] for r in rungs] == [6, 12, 24] and rungs[0][2] > rungs[1][2] > rungs[2][2] >= 1
+    assert [r[1] for r in rungs] == [6, 12, 24, 6, 12, 24]
+    assert rungs[0][2] > rungs[1][2] > rungs[2][2] >= 1 and rungs[3][2] > rungs[4][2] > rungs[5][2] >= 1
     assert report.calls == seen[-1].done == seen[-1].total
     # every call was an annotation: a rerun asks nothing, and annotate now uses the tuned prompt and its cache
     asked = len(llm.history)
@@ -99,12 +106,24 @@ def test_tune_finds_the_words_the_model_knows_and_makes_them_the_projects_prompt
 
 def test_the_budget_stops_the_halving_early(project: Project) -> None:
     llm = ScriptedLLM(scorer=knows_only_its_words)
-    grid = prompt_grid(project)
-    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=len(grid) * 6, first_rung=6))
-    # identical requests (zero-shot ignores k, say) are asked once; every request also scored its baseline
-    assert report.calls + report.cached == len(grid) * 6 and report.calls == len(llm.history) // 2
+    grid = wording_grid(project)
+    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=len(grid) * 6 * 2, first_rung=6))
+    # stage 1 may spend half the budget: its first rung only; stage 2 the variants of its first rung that fit
     assert {r.n for r in report.results} == {6}
+    assert report.calls == len(llm.history) // 2  # every request also scored its baseline
+    assert report.calls <= len(grid) * 6 * 2 < report.calls + 6
     assert report.chosen.prompt.verbalizers == (("pos", "pleased"), ("neg", "disappointed"))
+
+
+def test_an_explicit_list_of_variants_is_one_halving(project: Project) -> None:
+    llm = ScriptedLLM(scorer=knows_only_its_words)
+    words = (("pos", "pleased"), ("neg", "disappointed"))
+    variants = (PromptSettings(demos="none"), PromptSettings(demos="none", verbalizers=words))
+    project_prompt = project.settings.prompt
+    report = PromptTuner(project, llm, embed).run(TuneConfig(variants=variants, first_rung=6))
+    assert report.chosen.prompt == variants[1] and report.chosen.n == 12  # the last one standing after 6
+    assert {r.prompt for r in report.results} == {*variants, project_prompt}
+    assert report.default.prompt == project_prompt and report.default.n == 12
 
 
 def test_tune_needs_gold(tmp_path: Path) -> None:

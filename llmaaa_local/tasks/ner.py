@@ -33,12 +33,27 @@ DEFAULT_TYPES = {
 }
 
 
+# Plain words for the usual type abbreviations: a verbalizer `tune` tries (the model writes "person", not "PER").
+TYPE_WORDS = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "other", "GPE": "place",
+              "DATE": "date", "NORP": "group", "FAC": "facility", "PRODUCT": "product", "EVENT": "event"}
+
+
+def type_words(types: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The TYPE_WORDS verbalizer for these types; empty unless one of them has a plain word."""
+    if not any(name in TYPE_WORDS for name in types):
+        return ()
+    words = tuple((name, TYPE_WORDS.get(name, name.lower())) for name in types)
+    return words if len({word for _, word in words}) == len(words) else ()
+
+
 class EntityRecognition:
     scored = False
 
     def __init__(self, settings: ProjectSettings) -> None:
         self.settings = settings
         self.types = settings.label_names
+        self.words = {name: settings.prompt.word(name) for name in self.types}  # what the model writes per type
+        self.by_word = {word: name for name, word in self.words.items()}
 
     def instruction(self) -> str:
         if self.settings.prompt.instruction:
@@ -60,7 +75,8 @@ class EntityRecognition:
     def render(self, example: Example) -> str:
         """An example's gold entities as the JSON the model is asked to write."""
         spans = example.label if isinstance(example.label, tuple) else ()
-        return json.dumps([{"span": _surface(example, s.start, s.end), "type": s.type} for s in spans],
+        return json.dumps([{"span": _surface(example, s.start, s.end), "type": self.words.get(s.type, s.type)}
+                           for s in spans],
                           ensure_ascii=False)
 
     def grammar(self, example: Example) -> str:
@@ -72,7 +88,7 @@ class EntityRecognition:
             for end in range(start + 1, min(start + MAX_SPAN_TOKENS, len(example.tokens)) + 1)
         })
         spans = " | ".join(_literal(json.dumps(text, ensure_ascii=False)[1:-1]) for text in surfaces)
-        types = " | ".join(_literal(name) for name in self.types)
+        types = " | ".join(_literal(self.words[name]) for name in self.types)
         return "\n".join([
             f'root ::= " "? "[" ( item ( ", " item ){{0,{MAX_ENTITIES - 1}}} )? "]"',
             r'item ::= "{\"span\": \"" span "\", \"type\": \"" type "\"}"',
@@ -97,7 +113,8 @@ class EntityRecognition:
             for item in items
         ):
             return Parsed(None, None, "parse_error", error='expected a list of {"span", "type"} objects')
-        spans, dropped = anchor(example, [(item["span"], item["type"]) for item in items], self.types)
+        spans, dropped = anchor(example, [(item["span"], self.by_word.get(item["type"], item["type"]))
+                                          for item in items], self.types)
         logprobs = response.token_logprobs
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
         return Parsed(spans, confidence, dropped=dropped, error=note)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from ..llm import Prompt, ScoreRequest
@@ -9,6 +10,26 @@ from ..metrics import micro_f1_without
 from ..records import Example, Label
 from . import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
+
+_ROLES = re.compile(r"^([A-Za-z]+)-([A-Za-z]+)\((e[12]),(e[12])\)$")
+
+
+def role_words(labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Directed relation labels named "Role1-Role2(e1,e2)" (SemEval's style) said as their roles in head-tail order:
+    "Cause-Effect(e1,e2)" -> "cause-effect", "Cause-Effect(e2,e1)" -> "effect-cause"; other labels in lower case.
+    Empty unless some label has that shape."""
+    if not any(_ROLES.match(label) for label in labels):
+        return ()
+    words = []
+    for label in labels:
+        match = _ROLES.match(label)
+        if match is None:
+            words.append((label, label.lower()))
+            continue
+        first, second, head, _ = match.groups()
+        roles = (first, second) if head == "e1" else (second, first)
+        words.append((label, f"{roles[0]}-{roles[1]}".lower()))
+    return tuple(words) if len({w for _, w in words}) == len(words) else ()
 
 
 class RelationClassification(LabelScoring):
@@ -19,6 +40,12 @@ class RelationClassification(LabelScoring):
         defaults = {negative: "none of the other relations holds between them"} if negative else {}
         directed = any("e1" in word and "e2" in word for word in self.words)
         note = "In the labels, e1 is the head and e2 the tail.\n" if directed else ""
+        roles = next(((label, word) for label, word in zip(self.labels, self.words, strict=True)
+                      if _ROLES.match(label) and word != label), None)
+        if roles is not None:
+            first, second = roles[1].split("-", 1)
+            note = (f"A relation names the head's role first, then the tail's: {roles[1]} means the head is the "
+                    f"{first} and the tail the {second}.\n")
         return (
             "Decide which relation holds between the head entity and the tail entity of a sentence. Relations:\n"
             f"{label_lines(self.settings, defaults)}\n{note}"
