@@ -333,10 +333,11 @@ def tune(obj: Context, budget: int, first_rung: int, embedder: str, **teacher: A
         mark = "*" if result == report.chosen else " "
         click.echo(f"{result.n:4d} {result.score:8.3f} {result.tokens_per_example:6.0f} "
                    f"{result.seconds_per_example:5.2f} {mark}{result.describe()} ({result.method})")
+    before = (f"{report.default.score:.3f} on {report.default.n}" if report.default.n else
+              "not measured within the budget")
     click.echo(f"chosen: {report.chosen.describe()}, {report.metric} {report.chosen.score:.3f} on "
-               f"{report.chosen.n} gold examples (the prompt before: {report.default.score:.3f} on "
-               f"{report.default.n}); {report.calls} LLM calls, {report.cached} cached, {report.seconds:.0f}s. "
-               "`annotate` now uses it.")
+               f"{report.chosen.n} gold examples (the prompt before: {before}); {report.calls} LLM calls, "
+               f"{report.cached} cached, {report.seconds:.0f}s. `annotate` now uses it.")
 
 
 @contextmanager

@@ -39,16 +39,19 @@ def fresh_directory(directory: Path) -> None:
 
 
 DEMO_ANNOTATIONS = 120
+DEMO_TUNE_BUDGET = 300
 DEMO_EPOCHS = 8
 
 
 def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = print,
              teacher: TeacherSettings | None = None) -> dict[str, Any]:
-    """Create the demo project, import, pull missing default models, annotate with kNN demos, evaluate."""
+    """Create the demo project, import, pull missing default models, tune the prompt on the gold demos, annotate,
+    evaluate, train, export, label everything."""
     from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
     from .export import ExportConfig, export_student
     from .labeler import label_corpus
     from .student import Trainer
+    from .tune import PromptTuner, TuneConfig
 
     teacher = teacher or TeacherSettings()
     fresh_directory(directory)
@@ -62,9 +65,13 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
         for name in (teacher.model, DEFAULT_STUDENT):
             if name in REGISTRY:
                 pull(name, models_dir, log=lambda line: log(f"   {line}"))
-        log(f"3. the teacher ({teacher.model}) labels {DEMO_ANNOTATIONS} reviews, 4 nearest gold demos per prompt")
-        annotator = Annotator(project, load_teacher(teacher, models_dir),
-                              load_embedder(DEFAULT_STUDENT, models_dir, project))
+        llm = load_teacher(teacher, models_dir)
+        embed = load_embedder(DEFAULT_STUDENT, models_dir, project)
+        tuned = PromptTuner(project, llm, embed).run(TuneConfig(budget=DEMO_TUNE_BUDGET, seed=teacher.seed))
+        log(f"3. tuned the prompt on the gold demos in {tuned.seconds:.0f}s ({tuned.calls} LLM calls): "
+            f"{tuned.chosen.describe()}, {tuned.metric} {tuned.chosen.score:.3f} leave-one-out")
+        log(f"4. the teacher ({teacher.model}) labels {DEMO_ANNOTATIONS} reviews with that prompt")
+        annotator = Annotator(project, llm, embed)
         result = annotator.run(AnnotateConfig(n=DEMO_ANNOTATIONS, seed=teacher.seed))
         if result.calibration is not None:
             log(f"   {result.calibration.summary()}")
@@ -72,22 +79,22 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
             f"{result.tokens_in} prompt tokens ({1 - result.tokens_evaluated / max(result.tokens_in, 1):.0%} "
             "reused from the KV cache)")
         quality = evaluate_llm(project, "pool")["llm"]
-        log(f"4. LLM labels vs the hidden reference labels: accuracy {quality['accuracy']:.1%} on {quality['n']} "
+        log(f"5. LLM labels vs the hidden reference labels: accuracy {quality['accuracy']:.1%} on {quality['n']} "
             "reviews")
         trained = Trainer(project, TrainConfig(student=DEFAULT_STUDENT, epochs=DEMO_EPOCHS), models_dir).run()
-        log(f"5. the student ({DEFAULT_STUDENT}) trained on {trained.trained_on} LLM labels in "
+        log(f"6. the student ({DEFAULT_STUDENT}) trained on {trained.trained_on} LLM labels in "
             f"{trained.seconds:.0f}s (best epoch {trained.best_epoch})")
         exported = export_student(project, ExportConfig())
         int8 = exported.parity["onnx-int8"]
-        log(f"6. exported to ONNX and int8 in {exported.seconds:.0f}s; int8 agrees with PyTorch on "
+        log(f"7. exported to ONNX and int8 in {exported.seconds:.0f}s; int8 agrees with PyTorch on "
             f"{int8['agreement']:.0%} of {int8['n']} held-out reviews")
         labeled = label_corpus(project)
-        log(f"7. the int8 student labeled all {labeled.labeled} reviews in {labeled.seconds:.1f}s")
+        log(f"8. the int8 student labeled all {labeled.labeled} reviews in {labeled.seconds:.1f}s")
         scores = evaluate(project)
         student = scores["student"]
-        log(f"8. on the {student['n']} gold test reviews the student scores accuracy {student['accuracy']:.1%}; it "
+        log(f"9. on the {student['n']} gold test reviews the student scores accuracy {student['accuracy']:.1%}; it "
             f"agrees with the LLM on {scores['agreement']['rate']:.0%} of the annotated pool")
         status = project.status()
-    log("9. status: " + json.dumps(status["counts"]))
+    log("10. status: " + json.dumps(status["counts"]))
     log(f"   next: `llmaaa-local --project {directory} export-labels labels.csv` or `... tui`")
     return {"status": status, **scores}

@@ -1,8 +1,9 @@
 """Choosing demonstrations for a prompt from the gold demo pool: nearest neighbours (plain, or balanced so that the
 demonstrations carry the label set), one fixed label-balanced set, random, or none.
 
-Order rule for every mode: the most similar (or, for the fixed set, the most typical) demonstration comes last,
-right before the input; balanced and fixed sets interleave their labels, so that no label owns the end of the prompt.
+Order rule: the most similar demonstration comes last, right before the input; balanced and fixed sets alternate
+their labels strictly (a small model leans toward the labels it saw last, so which label ends the list matters,
+and `tune` tries several fixed sets).
 """
 
 from __future__ import annotations
@@ -67,22 +68,24 @@ class DemoPool:
         return [self.demos[i] for i in chosen]
 
     def _balanced(self, candidates: list[int], scores: np.ndarray) -> list[int]:
-        """Single-label tasks: the best demonstrations of each label in turn (round r holds every label's r-th
-        best), rounds from the weakest to the best, and within a round the best label last. With more labels than
-        k, the labels whose best demonstration scores highest."""
+        """Single-label tasks: the labels strictly alternate in one order, the label of the best demonstration
+        last, and each label's demonstrations come weakest first, so the best of all ends the list. With more
+        labels than k, the k labels whose best demonstrations score highest."""
         by_label: dict[str, list[int]] = {}
         for i in sorted(candidates, key=lambda i: -scores[i]):
             for name in self.classes[i]:
                 by_label.setdefault(name, []).append(i)
-        rounds: list[list[int]] = []
-        taken = 0
-        while taken < self.k and any(by_label.values()):
-            row = [ranked.pop(0) for ranked in by_label.values() if ranked]
-            row.sort(key=lambda i: -scores[i])
-            row = row[: self.k - taken]
-            rounds.append(row)
-            taken += len(row)
-        return [i for row in reversed(rounds) for i in reversed(row)]
+        order = sorted(by_label, key=lambda name: scores[by_label[name][0]])[-self.k:]  # best label last
+        taken: list[list[int]] = []  # rounds from the best: round r holds each label's r-th best
+        count = 0
+        while count < self.k:
+            row = [by_label[name][len(taken)] for name in order if len(by_label[name]) > len(taken)]
+            if not row:
+                break
+            row = row[len(row) - min(len(row), self.k - count):]  # a partial round keeps the best labels
+            taken.append(row)
+            count += len(row)
+        return [i for row in reversed(taken) for i in row]
 
     def _covering(self, candidates: list[int], scores: np.ndarray) -> list[int]:
         """Multi-type tasks (NER): the k best, then every entity type no chosen demonstration shows is brought in

@@ -23,10 +23,11 @@ def test_demo_runs_every_step_and_leaves_a_labeled_project(tmp_path: Path, model
                              "--dir", str(folder), "--threads", "2"], capture_output=True, text=True, check=False)
     output = result.stdout
     assert result.returncode == 0, output + result.stderr[-3000:]
-    assert "3. the teacher (gemma-3-270m) labels 120 reviews" in output
+    assert "3. tuned the prompt on the gold demos" in output
+    assert "4. the teacher (gemma-3-270m) labels 120 reviews with that prompt" in output
     steps = [line.split(".")[0] for line in output.splitlines() if line[:1].isdigit()]
-    assert steps == [str(step) for step in range(1, 10)], output
-    counts = json.loads(output.split("9. status: ")[1].splitlines()[0])
+    assert steps == [str(step) for step in range(1, 11)], output
+    counts = json.loads(output.split("10. status: ")[1].splitlines()[0])
     assert counts["pool"] == 300 and counts["demo"] == 40 and counts["test"] == 100
     assert counts["annotations"] >= 120  # the 120 pool reviews, plus the gold demos scored for calibration
     with Project.open(folder) as project:

@@ -60,7 +60,7 @@ def test_the_grids_try_every_knob(project: Project) -> None:
     demos = demo_grid(project, wording[3])
     assert demos[0] == wording[3] and {v.demos for v in demos} == {"knn", "balanced", "fixed", "none"}
     assert {v.k for v in demos[1:] if v.demos != "none"} == {4, 8}  # short texts: more demonstrations are cheap
-    assert {v.demo_seed for v in demos if v.demos == "fixed"} == {0, 1, 2}
+    assert {v.demo_seed for v in demos if v.demos == "fixed"} == set(range(6))
     assert {(v.verbalizers, v.instruction_style) for v in demos} == {(wording[3].verbalizers,
                                                                       wording[3].instruction_style)}
 
