@@ -66,7 +66,7 @@ class CalibrationFit:
         """One line for `annotate` and `status`."""
         scores, _, bias = self.method.partition("+")
         line = (f"calibration on {self.n} gold examples: {scores} scores, {bias or 'no'} bias; leave-one-out "
-                f"{self.metric.replace('_', '-')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
+                f"{self.metric.replace('_f1', '-F1')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
                 f"(raw {self.raw_accuracy:.1%})")
         if self.rejected:
             line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"

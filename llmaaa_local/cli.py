@@ -84,8 +84,20 @@ def friendly(command: F) -> F:
 def main(ctx: click.Context, project_dir: Path, models_dir: Path | None) -> None:
     """Make a small local LLM a useful annotator: LLM labels, a student model, active learning, all offline."""
     _enable_faulthandler()
-    logging.basicConfig(level=logging.WARNING, format="note: %(message)s")
+    _show_notes()
     ctx.obj = Context(project_dir, models_dir or default_models_dir())
+
+
+def _show_notes() -> None:
+    """The library's warnings (e.g. the backend's AMX switch) as "note: ..." lines on stderr, once per process."""
+    logger = logging.getLogger("llmaaa_local")
+    if not any(isinstance(handler, _Notes) for handler in logger.handlers):
+        logger.addHandler(_Notes(logging.WARNING))
+
+
+class _Notes(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"note: {record.getMessage()}", err=True)  # whatever stderr is now (tests capture it)
 
 
 def _enable_faulthandler() -> None:

@@ -145,8 +145,9 @@ def wording_grid(project: Project) -> list[PromptSettings]:
     # from the defaults (and the user's text limits), not from the current prompt: a rerun tries the same variants
     base = replace(PromptSettings(), instruction=current.instruction, max_chars=current.max_chars,
                    demo_max_chars=current.demo_max_chars, content_free=current.content_free)
-    if project.store.example_ids("demo"):
-        base = replace(base, demos="fixed", demo_seed=0)
+    # one cheap fixed set when there is a demo pool; without one, zero-shot (nothing to retrieve from)
+    has_pool = bool(project.store.example_ids("demo"))
+    base = replace(base, demos="fixed", demo_seed=0) if has_pool else replace(base, demos="none")
     variants = [replace(base, verbalizers=verbalizers, instruction_style=style)
                 for verbalizers in dict.fromkeys(w for w in words if w or w == ()) for style in styles]
     return list(dict.fromkeys(variants))

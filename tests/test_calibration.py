@@ -217,7 +217,7 @@ def test_a_fit_that_answers_the_majority_label_everywhere_is_never_chosen() -> N
     answers = [max(item, key=item.__getitem__) for item in p]
     assert 0.05 < answers.count("yes") / len(answers) < 0.6
     assert fitted.metric == "macro_f1" and fitted.loo_score > 0.5
-    assert "nearly everything" in fitted.summary() and "macro-f1" in fitted.summary()
+    assert "nearly everything" in fitted.summary() and "macro-F1" in fitted.summary()
 
 
 def test_without_evidence_the_label_free_fits_collapse_and_a_label_prior_fit_is_taken() -> None:

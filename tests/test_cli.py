@@ -104,3 +104,13 @@ def test_init_rejects_labels_file_with_labels(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(runner.invoke(main, ["--project", str(tmp_path / "b"), "status", "--json"]).output)
     assert info["labels"] == ["founded_by", "Other"] and info["no_relation"] == "Other"
+
+
+def test_library_warnings_reach_the_user_as_notes_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The backend's AMX switch is said through logging; the CLI shows it as one "note:" line on stderr."""
+    import logging
+
+    for _ in range(2):  # a second command in the same process adds no second handler
+        assert CliRunner().invoke(main, ["--models-dir", str(tmp_path), "models", "list"]).exit_code == 0
+    logging.getLogger("llmaaa_local.llama_backend").warning("loading models without extra buffer types")
+    assert capsys.readouterr().err.count("note: loading models without extra buffer types") == 1

@@ -330,8 +330,8 @@ def test_cli_annotate_evaluate_and_rerun(tmp_path: Path, models_dir: Path) -> No
     first = cli(*annotate)
     # the 4 gold demo examples are scored for calibration, then the 5 pool examples
     assert re.search(r"^9 annotated, 0 already cached, 0 parse errors; \d+ prompt tokens", first.output, re.M)
-    assert re.search(r"^calibration on 4 gold examples \((raw|contextual) scores, (prior|accuracy|none) bias\)",
-                     first.output, re.M)
+    assert re.search(r"^calibration on 4 gold examples: (raw|contextual) scores, (no|batch|match|prior|accuracy) "
+                     r"bias; leave-one-out macro-F1 [01]\.\d{3}", first.output, re.M)
 
     result = cli(*common, "evaluate", "--json")
     summary = json.loads(result.stdout)["llm"]

@@ -130,3 +130,15 @@ def test_tune_needs_gold(tmp_path: Path) -> None:
     with Project.init(tmp_path / "empty", ProjectSettings("classify", LABELS)) as empty, \
             pytest.raises(LlmaaaError, match="at least 4 gold examples"):
         PromptTuner(empty, ScriptedLLM(), embed)
+
+
+def test_without_a_demo_pool_the_wording_is_tuned_zero_shot_and_needs_no_embedder(
+        tmp_path: Path, write_file: Callable[..., Path]) -> None:
+    gold = [{"id": f"d{i}", "text": f"{'good' if i % 2 else 'bad'} film {i}", "label": "pos" if i % 2 else "neg"}
+            for i in range(8)]
+    with Project.init(tmp_path / "dev-only", ProjectSettings("classify", LABELS)) as dev_only:
+        dev_only.import_gold(write_file("dev.jsonl", gold), "dev")
+        assert {v.demos for v in wording_grid(dev_only)} == {"none"}
+        report = PromptTuner(dev_only, ScriptedLLM(scorer=knows_only_its_words), None).run(
+            TuneConfig(first_rung=4))
+        assert report.chosen.prompt.demos == "none" and report.chosen.score == pytest.approx(1.0)
