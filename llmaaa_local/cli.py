@@ -302,12 +302,28 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
                                 prompt=prompt)
         with annotation_progress() as update:
             report = annotator.run(config, update)
+        counts = project.status()["counts"]
+        hint = _tune_hint(project.store.tuning(), llm.model_sha256, counts["demo"] + counts["dev"])
     if report.calibration is not None:
         click.echo(report.calibration.summary())
     saved = 1 - report.tokens_evaluated / report.tokens_in if report.tokens_in else 0.0
     click.echo(f"{report.annotated} annotated, {report.cached} already cached, {report.parse_errors} parse errors; "
                f"{report.tokens_in} prompt tokens, {saved:.0%} reused from the KV cache, {report.tokens_out} "
                f"generated, {report.seconds:.1f}s")
+    if hint and demos is None and k is None:
+        click.echo(hint)
+
+
+def _tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> str | None:
+    """A tip when the prompt was never tuned (or was tuned for another teacher) and there is gold to tune on."""
+    if gold < 4:
+        return None
+    if tuning is None:
+        return (f"tip: the prompt is the untuned default; `llmaaa-local tune` chooses one on your {gold} gold "
+                "examples (often far better labels from a small teacher)")
+    if tuning.get("model_sha256") != model_sha256:
+        return "tip: the prompt was tuned for another teacher; rerun `llmaaa-local tune` with this one"
+    return None
 
 
 @main.command()

@@ -114,3 +114,13 @@ def test_library_warnings_reach_the_user_as_notes_once(tmp_path: Path, capsys: p
         assert CliRunner().invoke(main, ["--models-dir", str(tmp_path), "models", "list"]).exit_code == 0
     logging.getLogger("llmaaa_local.llama_backend").warning("loading models without extra buffer types")
     assert capsys.readouterr().err.count("note: loading models without extra buffer types") == 1
+
+
+def test_annotate_suggests_tune_until_the_prompt_is_tuned_for_this_teacher() -> None:
+    from llmaaa_local.cli import _tune_hint
+
+    assert "`llmaaa-local tune`" in (_tune_hint(None, "abc", gold=100) or "")
+    assert "100 gold examples" in (_tune_hint(None, "abc", gold=100) or "")
+    assert "another teacher" in (_tune_hint({"model_sha256": "xyz"}, "abc", gold=100) or "")
+    assert _tune_hint({"model_sha256": "abc"}, "abc", gold=100) is None  # tuned for this teacher
+    assert _tune_hint(None, "abc", gold=3) is None  # too little gold to tune on
