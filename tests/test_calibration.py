@@ -71,6 +71,7 @@ def test_an_unbiased_model_keeps_its_scores_a_bias_must_do_better_to_be_chosen()
     fitted = fit(rows, gold, LABELS)
     assert fitted.raw_accuracy == fitted.calibrated_accuracy == fitted.loo_accuracy == 1.0
     assert fitted.method == "raw+none"  # every method scores 1.0 leave-one-out; no bias wins the tie
+    assert "calibration on 20 gold examples: raw scores, no bias; leave-one-out macro-F1 1.000" in fitted.summary()
     assert abs(fitted.calibration.bias[0] - fitted.calibration.bias[1]) < 0.5
 
 
