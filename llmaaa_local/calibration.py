@@ -65,7 +65,8 @@ class CalibrationFit:
     def summary(self) -> str:
         """One line for `annotate` and `status`."""
         scores, _, bias = self.method.partition("+")
-        line = (f"calibration on {self.n} gold examples: {scores} scores, {bias if bias not in ('', 'none') else 'no'} bias; leave-one-out "
+        bias = bias if bias not in ("", "none") else "no"
+        line = (f"calibration on {self.n} gold examples: {scores} scores, {bias} bias; leave-one-out "
                 f"{self.metric.replace('_f1', '-F1')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
                 f"(raw {self.raw_accuracy:.1%})")
         if self.rejected:
