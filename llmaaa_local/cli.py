@@ -295,14 +295,15 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
         prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
         settings = teacher_settings(**teacher)
         llm = load_teacher(settings, obj.models_dir)
-        needs_embedder = prompt.uses_embeddings and project.status()["counts"]["demo"] > 0
+        counts = project.status()["counts"]
+        needs_embedder = prompt.uses_embeddings and counts["demo"] > 0
         embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
         annotator = Annotator(project, llm, embed, prompt)
         config = AnnotateConfig(n=n, select=select, seed=settings.seed, calibrate=not no_calibrate,  # type: ignore[arg-type]
                                 prompt=prompt)
         with annotation_progress() as update:
             report = annotator.run(config, update)
-        counts = project.status()["counts"]
+        # the gold splits are as before the run: annotating does not change them
         hint = _tune_hint(project.store.tuning(), llm.model_sha256, counts["demo"] + counts["dev"])
     if report.calibration is not None:
         click.echo(report.calibration.summary())

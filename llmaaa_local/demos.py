@@ -82,7 +82,7 @@ class DemoPool:
             row = [by_label[name][len(taken)] for name in order if len(by_label[name]) > len(taken)]
             if not row:
                 break
-            row = row[len(row) - min(len(row), self.k - count):]  # a partial round keeps the best labels
+            row = row[count - self.k:]  # a partial round keeps the best labels (count < k: a negative start)
             taken.append(row)
             count += len(row)
         return [i for row in reversed(taken) for i in row]

@@ -28,8 +28,8 @@ from .tasks.classify import INSTRUCTIONS
 from .tasks.ner import type_words
 from .tasks.relation import role_words
 
+FIXED_SETS = 6  # fixed demonstration sets (seeds) stage 2 tries at each k
 # Words a label's description starts with that say nothing about the label.
-FIXED_SETS = 6
 _FILLER = frozenset("a an the this that it is are was be of to in on for with by as at or and not no its their "
                     "writer reviewer text author speaker person sentence document overall".split())
 
