@@ -22,7 +22,9 @@ from .charts import learning_curve_text
 from .config import (
     DEMO_MODES,
     GOLD_SPLITS,
+    POOLINGS,
     TASKS,
+    TRUNCATIONS,
     LabelInfo,
     ProjectSettings,
     PromptSettings,
@@ -430,9 +432,16 @@ def student_options(command: F) -> F:
         click.option("--min-steps", type=int, default=100, show_default=True,
                      help="At least this many optimizer steps: a small training set gets more epochs."),
         click.option("--batch-size", type=int, default=16, show_default=True),
-        click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate."),
+        click.option("--lr", type=float, default=None,
+                     help="Learning rate [default: 1e-4 for MiniLM-size students, 5e-5 for base-size ones]."),
         click.option("--max-length", type=int, default=256, show_default=True,
                      help="Longest input in sub-word tokens."),
+        click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True,
+                     help="Classification head: over the mean of the encoder states (how sentence encoders are "
+                          "trained), or the checkpoint's own first-token head."),
+        click.option("--truncation", type=click.Choice(TRUNCATIONS), default="head+tail", show_default=True,
+                     help="A text longer than --max-length keeps its first quarter and last three quarters, or its "
+                          "start only."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Discard LLM labels below this calibrated confidence."),
         click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
@@ -448,13 +457,13 @@ def student_options(command: F) -> F:
     return command
 
 
-def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float, max_length: int,
-                 min_confidence: float, keep_top: float, no_balance: bool, no_confidence_weights: bool, reweight: bool,
-                 train_threads: int | None, **extra: Any) -> TrainConfig:
+def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float | None, max_length: int,
+                 pooling: str, truncation: str, min_confidence: float, keep_top: float, no_balance: bool,
+                 no_confidence_weights: bool, reweight: bool, train_threads: int | None, **extra: Any) -> TrainConfig:
     return TrainConfig(student=student, epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=lr,
-                       max_length=max_length, min_confidence=min_confidence, keep_top=keep_top, balance=not no_balance,
-                       confidence_weights=not no_confidence_weights, reweight=reweight, threads=train_threads,
-                       **extra)
+                       max_length=max_length, pooling=pooling, truncation=truncation, min_confidence=min_confidence,
+                       keep_top=keep_top, balance=not no_balance, confidence_weights=not no_confidence_weights,
+                       reweight=reweight, threads=train_threads, **extra)
 
 
 @main.command()

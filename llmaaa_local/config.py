@@ -211,6 +211,8 @@ class TeacherSettings:
 
 
 DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
+POOLINGS = ("mean", "cls")  # classification: mean of the states and our linear head, or the checkpoint's own head
+TRUNCATIONS = ("head+tail", "head")
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,10 @@ class TrainConfig:
     min_steps: int = 100  # small training sets get more epochs, so that the head learns at all
     patience: int = 2
     batch_size: int = 16
-    learning_rate: float = 1e-4
+    learning_rate: float | None = None  # None: the rule of `default_learning_rate`, by the encoder's width
     max_length: int = 256
+    pooling: str = "mean"  # classification head over the mean of the states, or "cls": the checkpoint's own head
+    truncation: str = "head+tail"  # a long text keeps its first quarter and its last three quarters, or "head"
     confidence_weights: bool = True
     min_confidence: float = 0.0
     keep_top: float = 1.0  # keep this share of each label's LLM labels, the most confident ones
@@ -241,11 +245,21 @@ class TrainConfig:
             raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.min_steps < 0:
             raise LlmaaaError("epochs, batch size and patience must be at least 1, and --min-steps at least 0")
-        if not 0 < self.learning_rate < 1:
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")
         if not 16 <= self.max_length <= 4096:
             raise LlmaaaError(f"--max-length {self.max_length} is out of range: use 16 to 4096")
         if not 0 <= self.min_confidence <= 1:
             raise LlmaaaError("--min-confidence must be in 0..1")
+        if self.pooling not in POOLINGS:
+            raise LlmaaaError(f"--pooling {self.pooling!r}: choose {' or '.join(POOLINGS)}")
+        if self.truncation not in TRUNCATIONS:
+            raise LlmaaaError(f"--truncation {self.truncation!r}: choose {' or '.join(TRUNCATIONS)}")
         if not 0 < self.keep_top <= 1:
             raise LlmaaaError(f"--keep-top {self.keep_top} is outside 0..1: it is the share of labels to keep")
+
+
+def default_learning_rate(hidden_size: int) -> float:
+    """1e-4 for MiniLM-size encoders (hidden 384, where it was measured: benchmarks/bench_llambert.py); wider encoders
+    take it scaled by 384 / hidden (5e-5 for base size, inside BERT's fine-tuning range of 2e-5 to 5e-5)."""
+    return 1e-4 * min(1.0, 384 / hidden_size)

@@ -1,8 +1,9 @@
 """Examples to encoder inputs, and logits back to labels: shared by student training and ONNX labeling (no torch).
 
-Classification: the text. NER: the tokens as pre-split words; the first sub-word of each word carries its BIO tag.
-Relations (LLMaAA's markers): [E1] … [/E1] around the head and [E2] … [/E2] around the tail; the classifier reads the
-encoder states at the [E1] and [E2] markers.
+Classification: the text; a long one keeps its start and its end (Sun et al. 2019, head + tail), and the classifier
+reads the mean of the encoder states, as sentence-transformers checkpoints were trained. NER: the tokens as pre-split
+words; the first sub-word of each word carries its BIO tag. Relations (LLMaAA's markers): [E1] … [/E1] around the head
+and [E2] … [/E2] around the tail; the classifier reads the encoder states at the [E1] and [E2] markers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .spans import spans_to_tags, tags_to_spans
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 SPEC_FILE = "student.json"
 RELATION_HEAD = "relation_head.safetensors"  # the marker classifier's weights, beside the encoder
+MEAN_HEAD = "classifier_head.safetensors"  # the mean-pooled classifier's weights, beside the encoder
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class StudentSpec:
     labels: tuple[str, ...]  # class or relation labels, or BIO tags for NER
     max_length: int
     base: str
+    pooling: str = "cls"  # classification only (see POOLINGS); students saved before pooling existed used "cls"
+    head_tokens: int = 0  # classification: a text longer than max_length keeps this many first sub-words and
+    # fills the rest from its end; 0 keeps only the start
 
     def save(self, folder: Path) -> None:
         (folder / SPEC_FILE).write_text(json.dumps(asdict(self), indent=1))
@@ -39,7 +44,15 @@ class StudentSpec:
     @classmethod
     def load(cls, folder: Path) -> StudentSpec:
         data = json.loads((folder / SPEC_FILE).read_text())
-        return cls(data["task"], tuple(data["labels"]), data["max_length"], data["base"])
+        return cls(data["task"], tuple(data["labels"]), data["max_length"], data["base"], data.get("pooling", "cls"),
+                   data.get("head_tokens", 0))
+
+    @property
+    def head_file(self) -> str | None:
+        """The file of the head this project trains itself (run beside the exported encoder), if it has one."""
+        if self.task == "re":
+            return RELATION_HEAD
+        return MEAN_HEAD if self.task == "classify" and self.pooling == "mean" else None
 
 
 def bio_labels(types: Sequence[str]) -> tuple[str, ...]:
@@ -74,7 +87,7 @@ class InputEncoder:
         task = self.spec.task
         if task == "classify":
             encodings = self.tokenizer.encode_batch([example.text for example in examples])
-            return [Encoded(self._clip(e.ids), [], (0, 0)) for e in encodings]
+            return [Encoded(self._head_and_tail(e.ids), [], (0, 0)) for e in encodings]
         words = [_marked(example) if task == "re" else list(example.tokens or ()) for example in examples]
         encodings = self.tokenizer.encode_batch(words, is_pretokenized=True)
         result = []
@@ -98,6 +111,14 @@ class InputEncoder:
         if len(values) <= self.spec.max_length:
             return values
         return values[: self.spec.max_length - 1] + [values[-1] if filler is None else filler]
+
+    def _head_and_tail(self, ids: list[int]) -> list[int]:
+        """The first `head_tokens` and the last max_length - head_tokens sub-words (ending with the final special
+        token); plain clipping when head_tokens is 0."""
+        head = self.spec.head_tokens
+        if not head or len(ids) <= self.spec.max_length:
+            return self._clip(ids)
+        return ids[:head] + ids[len(ids) - (self.spec.max_length - head):]
 
     def _window(self, ids: list[int]) -> list[int]:
         """Relations: cut a long input around the two mentions so both markers stay inside."""
@@ -190,7 +211,13 @@ def _pad_id(tokenizer: Tokenizer) -> int:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exps = np.exp(shifted)
-    return exps / exps.sum(axis=-1, keepdims=True)
+    from scipy.special import softmax
+
+    return np.asarray(softmax(logits, axis=-1))
+
+
+def mean_pool(states: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean of each row's states over its real (unpadded) positions."""
+    weights = mask[..., None].astype(states.dtype)
+    return np.asarray((states * weights).sum(1) / np.maximum(weights.sum(1), 1.0))
 

@@ -1,7 +1,8 @@
 """Exports a trained student to ONNX with optimum, optimises the graph with ONNX Runtime, quantises it to dynamic
 int8, and checks parity against the PyTorch student; an export past tolerance fails loudly and is not registered.
 
-Relation students export their encoder (feature extraction); the small marker head runs in numpy at labeling time.
+Students with a head of their own (relations, mean-pooled classification) export their encoder (feature extraction);
+the small head runs in numpy at labeling time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoding import RELATION_HEAD, SPEC_FILE, StudentSpec
+from .encoding import SPEC_FILE, StudentSpec
 from .errors import LlmaaaError
 from .labeler import OnnxStudent
 from .models import sha256_file
@@ -24,7 +25,7 @@ from .project import Project
 from .records import Example, Label
 from .spans import spans_to_tags
 
-EXPORT_TASKS = {"classify": "text-classification", "ner": "token-classification", "re": "feature-extraction"}
+EXPORT_TASKS = {"classify": "text-classification", "ner": "token-classification"}  # else the encoder alone
 FP32_FILE = "model_optimized.onnx"
 INT8_FILE = "model_quantized.onnx"
 
@@ -95,7 +96,8 @@ def _export(source: Path, folder: Path, spec: StudentSpec, int8: bool) -> None:
 
     raw = folder / "raw"
     with contextlib.redirect_stdout(io.StringIO()):
-        main_export(str(source), output=str(raw), task=EXPORT_TASKS[spec.task], local_files_only=True,
+        task = "feature-extraction" if spec.head_file else EXPORT_TASKS[spec.task]
+        main_export(str(source), output=str(raw), task=task, local_files_only=True,
                     do_validation=False, library_name="transformers")
         ORTOptimizer.from_pretrained(str(raw), file_names=["model.onnx"]).optimize(
             OptimizationConfig(optimization_level=2), save_dir=str(folder))
@@ -104,8 +106,8 @@ def _export(source: Path, folder: Path, spec: StudentSpec, int8: bool) -> None:
         if int8:
             ORTQuantizer.from_pretrained(str(raw), file_name="model.onnx").quantize(
                 _quantization_config(AutoQuantizationConfig), save_dir=str(folder))
-    for name in ("tokenizer.json", SPEC_FILE, RELATION_HEAD):
-        if (source / name).exists():
+    for name in ("tokenizer.json", SPEC_FILE, spec.head_file):
+        if name and (source / name).exists():
             shutil.copy2(source / name, folder / name)
     shutil.rmtree(raw)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoding import RELATION_HEAD, Encoded, InputEncoder, decode
+from .encoding import Encoded, InputEncoder, decode, mean_pool
 from .errors import LlmaaaError
 from .project import Project
 from .records import Example, Label
@@ -40,10 +40,10 @@ class OnnxStudent:
         self.encoder = InputEncoder.from_folder(folder)
         self.spec = self.encoder.spec
         self.head: tuple[np.ndarray, np.ndarray] | None = None
-        if self.spec.task == "re":
+        if self.spec.head_file is not None:
             from safetensors.numpy import load_file
 
-            weights = load_file(str(folder / RELATION_HEAD))
+            weights = load_file(str(folder / self.spec.head_file))
             self.head = (weights["weight"], weights["bias"])
 
     def logits(self, encoded: Sequence[Encoded]) -> np.ndarray:
@@ -54,10 +54,12 @@ class OnnxStudent:
         output = self.session.run(None, feed)[0]
         if self.head is None:
             return output
-        rows = np.arange(len(encoded))
-        markers = arrays["markers"]
-        pair = np.concatenate([output[rows, markers[:, 0]], output[rows, markers[:, 1]]], axis=-1)
-        return pair @ self.head[0].T + self.head[1]
+        if self.spec.task == "re":
+            rows, markers = np.arange(len(encoded)), arrays["markers"]
+            vector = np.concatenate([output[rows, markers[:, 0]], output[rows, markers[:, 1]]], axis=-1)
+        else:
+            vector = mean_pool(output, arrays["attention_mask"])
+        return vector @ self.head[0].T + self.head[1]
 
     def predict(self, examples: Sequence[Example], batch_tokens: int = BATCH_TOKENS,
                 ) -> list[tuple[Label, dict[str, float] | None, float]]:

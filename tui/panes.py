@@ -18,7 +18,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Log, Prog
 
 from llmaaa_local.config import TASKS, ProjectSettings, TeacherSettings, TrainConfig, parse_labels
 from llmaaa_local.errors import LlmaaaError
-from llmaaa_local.models import REGISTRY, list_models, pull
+from llmaaa_local.models import DEFAULT_MODELS, REGISTRY, list_models, pull
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
 from llmaaa_local.strategies import STRATEGIES
@@ -219,7 +219,7 @@ class ModelsPane(Pane):
         self.main.run_job("pull", job, needs_project=False)
 
     def pull_defaults(self) -> None:
-        self.pull(*REGISTRY)
+        self.pull(*DEFAULT_MODELS)
 
     def apply(self) -> None:
         def number(widget_id: str) -> int | None:
