@@ -88,6 +88,18 @@ def test_the_export_writes_an_optimised_and_an_int8_model(exported: Exported) ->
 
 
 @pytest.mark.slow
+def test_int8_quantises_the_fused_graph(exported: Exported) -> None:
+    """Attention is fused in the fp32 graph and runs quantised in the int8 one (the speed lever of the export)."""
+    import onnx
+
+    def ops(name: str) -> set[str]:
+        return {node.op_type for node in onnx.load(str(exported.export.folder / name)).graph.node}
+
+    assert "Attention" in ops(FP32_FILE)
+    assert {"QAttention", "MatMulInteger"} <= ops(INT8_FILE) and "Attention" not in ops(INT8_FILE)
+
+
+@pytest.mark.slow
 def test_both_models_are_registered_with_their_parity(exported: Exported) -> None:
     store, report = exported.project.store, exported.export
     (checkpoint,) = store.artifacts("checkpoint")
