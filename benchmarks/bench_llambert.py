@@ -25,7 +25,7 @@ from typing import Any
 from shared_data import DATA, records, write
 
 from llmaaa_local.config import LabelInfo, ProjectSettings, TrainConfig
-from llmaaa_local.embedder import Embedder
+from llmaaa_local.embedder import Embedder, embeddings
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import default_models_dir, resolve
@@ -127,8 +127,6 @@ def _frozen(project: Project, student: str, models: Path, pool: list[dict[str, A
     from sklearn.linear_model import LogisticRegression
 
     embedder = Embedder(resolve(student, models, "hf"))
-    from llmaaa_local.embedder import embeddings
-
     train_x = embeddings(project.store, embedder, list(project.store.examples(ids=[r["id"] for r in pool])))
     test_examples = list(project.store.examples("test"))
     test_x = embeddings(project.store, embedder, test_examples)

@@ -44,8 +44,7 @@ class StudentSpec:
     @classmethod
     def load(cls, folder: Path) -> StudentSpec:
         data = json.loads((folder / SPEC_FILE).read_text())
-        return cls(data["task"], tuple(data["labels"]), data["max_length"], data["base"], data.get("pooling", "cls"),
-                   data.get("head_tokens", 0))
+        return cls(**data | {"labels": tuple(data["labels"])})  # fields an older file lacks take their defaults
 
     @property
     def head_file(self) -> str | None:

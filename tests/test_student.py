@@ -286,12 +286,12 @@ def test_train_config_is_validated(options: dict[str, Any], message: str) -> Non
         TrainConfig(**options)
 
 
-
 def test_default_learning_rate_scales_with_the_encoder_width() -> None:
     assert default_learning_rate(384) == pytest.approx(1e-4)  # MiniLM-L6, where it was measured
     assert default_learning_rate(768) == pytest.approx(5e-5)  # base size (MPNet, RoBERTa-base, DistilBERT)
     assert default_learning_rate(128) == pytest.approx(1e-4)  # never above the measured rate
     assert TrainConfig().learning_rate is None  # the rule applies unless --lr is given
+
 
 # --- it learns -----------------------------------------------------------------------------------------------------
 
