@@ -36,8 +36,9 @@ demo: setup
 	$(BIN)/llmaaa-local demo
 
 lint: setup
-	$(BIN)/ruff check llmaaa_local tui tests benchmarks
+	$(BIN)/ruff check llmaaa_local tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -ra

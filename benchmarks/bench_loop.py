@@ -24,9 +24,9 @@ from shared_data import DATA, records, write
 
 from llmaaa_local.annotate import Annotator, load_embedder, load_teacher
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
-from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, learning_curve
+from llmaaa_local.loop import ActiveLearningLoop, LoopConfig
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
-from llmaaa_local.project import Project
+from llmaaa_local.project import Project, learning_curve
 
 DATASETS: dict[str, dict[str, Any]] = {
     "imdb": {"task": "classify", "pool": "imdb/train.jsonl.gz", "gold": "imdb/train.jsonl.gz",

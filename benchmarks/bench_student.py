@@ -131,12 +131,12 @@ def _score(task: Any, project: Project, ids: list[str], references: dict[str, An
 
 def speed(args: argparse.Namespace) -> None:
     project = Project.open(args.project)
-    run = args.run or project.store.artifacts("checkpoint")[0]["run_id"]  # the newest student by default
-    if not [a for a in project.store.artifacts("onnx-int8") if a["run_id"] == run]:
+    run = args.run or project.store.artifacts("checkpoint")[0].run_id  # the newest student by default
+    if not [a for a in project.store.artifacts("onnx-int8") if a.run_id == run]:
         export_student(project, ExportConfig(), run)
-    checkpoint = Path(next(a["path"] for a in project.store.artifacts("checkpoint") if a["run_id"] == run))
-    exported = next(a for a in project.store.artifacts("onnx-int8") if a["run_id"] == run)
-    onnx_folder = Path(exported["path"])
+    checkpoint = Path(next(a.path for a in project.store.artifacts("checkpoint") if a.run_id == run))
+    exported = next(a for a in project.store.artifacts("onnx-int8") if a.run_id == run)
+    onnx_folder = Path(exported.path)
     examples = list(project.store.examples("pool"))[: args.n]
     references = project.store.reference_labels("pool")
     task = task_for(project.settings)

@@ -95,15 +95,16 @@ def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LL
     started = time.perf_counter()
     report = annotator.run(AnnotateConfig(n=n))
     seconds = time.perf_counter() - started
-    quality = evaluate_llm(project, "pool")["llm"]
-    calibrated = float(quality.get(spec["metric"], 0.0))
+    quality = evaluate_llm(project, "pool").llm
+    assert quality is not None
+    calibrated = float(quality.metrics.get(spec["metric"], 0.0))
     scores = uncalibrated(project, llm, annotator.prompt_key)
     raw, contextual = scores or (calibrated, float("nan"))
     fit = report.calibration
     pool_docs = max(report.annotated - (fit.n if fit else 0), 1)
     asked = max(report.annotated, 1)
     docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else float("nan")
-    print(f"{dataset:8} {name:8} {quality['n']:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
+    print(f"{dataset:8} {name:8} {quality.n:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
           f"{calibrated if scores else float('nan'):6.3f} {fit.method if fit else '-':>16} "
           f"{fit.loo_score if fit else float('nan'):8.3f} {quality['parse_error_rate']:9.1%} "
           f"{report.tokens_in / asked:8.0f} {report.tokens_evaluated / asked:8.0f} "

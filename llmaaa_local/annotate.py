@@ -98,6 +98,7 @@ class AnnotateReport:
     tokens_out: int
     seconds: float  # wall time, calibration and cache lookups included
     llm_seconds: float = 0.0  # time spent in LLM calls made by this run
+    teacher_sha256: str = ""  # the model file that made the labels
 
 
 class Annotator:
@@ -154,7 +155,7 @@ class Annotator:
             annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,
             calibration=fitted, tokens_in=progress.tokens_in, tokens_evaluated=progress.tokens_evaluated,
             tokens_out=progress.tokens_out, seconds=time.perf_counter() - started,
-            llm_seconds=progress.llm_seconds,
+            llm_seconds=progress.llm_seconds, teacher_sha256=self.llm.model_sha256,
         )
 
     def fit_calibration(self, gold: Sequence[Example]) -> CalibrationFit:

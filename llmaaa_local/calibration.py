@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import log_softmax
 from sklearn.metrics import f1_score
 
 _SWEEPS = 3
@@ -32,7 +33,7 @@ class Calibration:
     def probabilities(self, scores: Mapping[str, float],
                       baseline: Mapping[str, float] | None = None) -> dict[str, float]:
         values = [scores[label] - (baseline[label] if self.contextual and baseline else 0.0) for label in self.labels]
-        row = _log_softmax(np.array([values]))[0]
+        row = log_softmax(np.array([values]), axis=1)[0]
         z = (row + np.array(self.bias)) / self.temperature
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -89,7 +90,7 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
     has several is never chosen. Then fit a temperature for the confidences."""
     if not rows:
         return CalibrationFit(Calibration.identity(labels), 0, 0.0, 0.0, 0.0)
-    raw_scores = _log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float))
+    raw_scores = log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float), axis=1)
     y = np.array([list(labels).index(label) for label in gold])
     raw = float(np.mean(raw_scores.argmax(1) == y))
     if len(y) < 2:
@@ -98,7 +99,7 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
     if baselines is not None and all(base is not None for base in baselines):
         relative = [[row[label] - base[label] for label in labels]  # type: ignore[index]
                     for row, base in zip(rows, baselines, strict=True)]
-        variants["contextual"] = _log_softmax(np.array(relative, dtype=float))
+        variants["contextual"] = log_softmax(np.array(relative, dtype=float), axis=1)
     methods = {"none": _no_bias, "batch": _batch_bias, "match": _match_bias, "prior": _prior_bias,
                "accuracy": _fit_bias}
     keys = [(variant, name) for name in _METHODS for variant in variants]
@@ -150,9 +151,8 @@ def _macro_f1(predicted: np.ndarray, y: np.ndarray, n_labels: int) -> float:
 
 def _micro_f1(predicted: np.ndarray, y: np.ndarray, skip: int) -> float:
     """Micro-F1 over every label but `skip` (the no-relation label)."""
-    hits = int(np.sum((predicted == y) & (y != skip)))
-    total = int(np.sum(predicted != skip)) + int(np.sum(y != skip))
-    return 2 * hits / total if total else 0.0
+    labels = sorted((set(y.tolist()) | set(predicted.tolist())) - {skip})
+    return float(f1_score(y, predicted, labels=labels, average="micro", zero_division=0)) if labels else 0.0
 
 
 def _no_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -171,7 +171,7 @@ def _match_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     target = (np.bincount(y, minlength=scores.shape[1]) + 0.5) / (len(y) + 0.5 * scores.shape[1])
     bias = np.zeros(scores.shape[1])
     for _ in range(200):
-        step = np.log(target / np.exp(_log_softmax(scores + bias)).mean(axis=0))
+        step = np.log(target / np.exp(log_softmax(scores + bias, axis=1)).mean(axis=0))
         bias += step - step.mean()
         if np.abs(step).max() < 1e-6:
             break
@@ -183,16 +183,11 @@ def _prior_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     onehot = np.eye(scores.shape[1])[y]
 
     def loss(bias: np.ndarray) -> tuple[float, np.ndarray]:
-        logp = _log_softmax(scores + bias)
+        logp = log_softmax(scores + bias, axis=1)
         gradient = (np.exp(logp) - onehot).mean(0) + 0.01 * bias
         return float(-(logp * onehot).sum(1).mean() + 0.005 * bias @ bias), gradient
 
     return np.asarray(minimize(loss, np.zeros(scores.shape[1]), jac=True, method="L-BFGS-B").x)
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=1, keepdims=True)
-    return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
 
 
 def _fit_bias(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -225,5 +220,5 @@ def _correct(scores: np.ndarray, bias: np.ndarray, y: np.ndarray) -> int:
 
 
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    losses = [-np.mean(_log_softmax(logits / t)[np.arange(len(y)), y]) for t in _TEMPERATURES]
+    losses = [-np.mean(log_softmax(logits / t, axis=1)[np.arange(len(y)), y]) for t in _TEMPERATURES]
     return float(_TEMPERATURES[int(np.argmin(losses))])

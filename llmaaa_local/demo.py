@@ -14,6 +14,7 @@ from .errors import LlmaaaError
 from .evaluate import evaluate, evaluate_llm
 from .models import DEFAULT_STUDENT, REGISTRY, pull
 from .project import Project
+from .session import Session
 
 MARKER = ".llmaaa-demo"
 SENTIMENT = (
@@ -47,13 +48,11 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
              teacher: TeacherSettings | None = None) -> dict[str, Any]:
     """Create the demo project, import, pull missing default models, tune the prompt on the gold demos, annotate,
     evaluate, train, export, label everything."""
-    from .annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
-    from .export import ExportConfig, export_student
-    from .labeler import label_corpus
-    from .student import Trainer
-    from .tune import PromptTuner, TuneConfig
+    from .annotate import AnnotateConfig
+    from .tune import TuneConfig
 
-    teacher = teacher or TeacherSettings()
+    session = Session(directory, models_dir, teacher or TeacherSettings())
+    teacher = session.teacher
     fresh_directory(directory)
     with Project.init(directory, ProjectSettings(task="classify", labels=SENTIMENT)) as project:
         log(f"1. project created in {directory} (task: classify, labels: positive, negative)")
@@ -65,36 +64,35 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
         for name in (teacher.model, DEFAULT_STUDENT):
             if name in REGISTRY:
                 pull(name, models_dir, log=lambda line: log(f"   {line}"))
-        llm = load_teacher(teacher, models_dir)
-        embed = load_embedder(DEFAULT_STUDENT, models_dir, project)
-        tuned = PromptTuner(project, llm, embed).run(TuneConfig(budget=DEMO_TUNE_BUDGET, seed=teacher.seed))
+        tuned = session.tune(project, TuneConfig(budget=DEMO_TUNE_BUDGET, seed=teacher.seed))
         log(f"3. tuned the prompt on the gold demos in {tuned.seconds:.0f}s ({tuned.calls} LLM calls): "
             f"{tuned.chosen.describe()}, {tuned.metric} {tuned.chosen.score:.3f} leave-one-out")
         log(f"4. the teacher ({teacher.model}) labels {DEMO_ANNOTATIONS} reviews with that prompt")
-        annotator = Annotator(project, llm, embed)
-        result = annotator.run(AnnotateConfig(n=DEMO_ANNOTATIONS, seed=teacher.seed))
+        result = session.annotate(project, AnnotateConfig(n=DEMO_ANNOTATIONS, seed=teacher.seed))
         if result.calibration is not None:
             log(f"   {result.calibration.summary()}")
         log(f"   {result.annotated} new annotations, {result.cached} cached, {result.seconds:.0f}s, "
             f"{result.tokens_in} prompt tokens ({1 - result.tokens_evaluated / max(result.tokens_in, 1):.0%} "
             "reused from the KV cache)")
-        quality = evaluate_llm(project, "pool")["llm"]
-        log(f"5. LLM labels vs the hidden reference labels: accuracy {quality['accuracy']:.1%} on {quality['n']} "
+        quality = evaluate_llm(project, "pool").llm
+        assert quality is not None
+        log(f"5. LLM labels vs the hidden reference labels: accuracy {quality.metrics['accuracy']:.1%} on {quality.n} "
             "reviews")
-        trained = Trainer(project, TrainConfig(student=DEFAULT_STUDENT, epochs=DEMO_EPOCHS), models_dir).run()
+        trained = session.train(project, TrainConfig(student=DEFAULT_STUDENT, epochs=DEMO_EPOCHS))
         log(f"6. the student ({DEFAULT_STUDENT}) trained on {trained.trained_on} LLM labels in "
             f"{trained.seconds:.0f}s (best epoch {trained.best_epoch})")
-        exported = export_student(project, ExportConfig())
+        exported = session.export(project)
         int8 = exported.parity["onnx-int8"]
         log(f"7. exported to ONNX and int8 in {exported.seconds:.0f}s; int8 agrees with PyTorch on "
             f"{int8['agreement']:.0%} of {int8['n']} held-out reviews")
-        labeled = label_corpus(project)
+        labeled = session.label(project)
         log(f"8. the int8 student labeled all {labeled.labeled} reviews in {labeled.seconds:.1f}s")
         scores = evaluate(project)
-        student = scores["student"]
-        log(f"9. on the {student['n']} gold test reviews the student scores accuracy {student['accuracy']:.1%}; it "
-            f"agrees with the LLM on {scores['agreement']['rate']:.0%} of the annotated pool")
-        status = project.status()
+        student, agreement = scores.student, scores.agreement
+        assert student is not None and agreement is not None
+        log(f"9. on the {student.n} gold test reviews the student scores accuracy {student.metrics['accuracy']:.1%}; "
+            f"it agrees with the LLM on {agreement.rate:.0%} of the annotated pool")
+        status = project.status_dict()
     log("10. status: " + json.dumps(status["counts"]))
     log(f"   next: `llmaaa-local --project {directory} export-labels labels.csv` or `... tui`")
-    return {"status": status, **scores}
+    return {"status": status, **scores.to_dict()}

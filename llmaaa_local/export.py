@@ -61,14 +61,14 @@ class ExportReport:
 def export_student(project: Project, config: ExportConfig, run_id: int | None = None) -> ExportReport:
     started = time.perf_counter()
     store = project.store
-    checkpoints = [a for a in store.artifacts("checkpoint") if run_id is None or a["run_id"] == run_id]
+    checkpoints = [a for a in store.artifacts("checkpoint") if run_id is None or a.run_id == run_id]
     if not checkpoints:
         raise LlmaaaError("no trained student to export: run `llmaaa-local train` first" if run_id is None
                           else f"student run {run_id} has no checkpoint")
     checkpoint = checkpoints[0]
-    source = Path(checkpoint["path"])
+    source = Path(checkpoint.path)
     spec = StudentSpec.load(source)
-    folder = project.artifacts / "onnx" / f"run-{checkpoint['run_id']:04d}"
+    folder = project.artifacts / "onnx" / f"run-{checkpoint.run_id:04d}"
     staging = folder.with_name(folder.name + ".partial")  # a failed export leaves the registered one intact
     if staging.exists():
         shutil.rmtree(staging)
@@ -85,8 +85,8 @@ def export_student(project: Project, config: ExportConfig, run_id: int | None = 
     ids = {}
     with store.transaction():
         for kind, name in files.items():
-            info = {"file": name, "parity": parity[kind], "spec": spec.__dict__, "checkpoint": checkpoint["id"]}
-            ids[kind] = store.add_artifact(checkpoint["run_id"], kind, str(folder), sha256_file(folder / name), info)
+            info = {"file": name, "parity": parity[kind], "spec": spec.__dict__, "checkpoint": checkpoint.id}
+            ids[kind] = store.add_artifact(checkpoint.run_id, kind, str(folder), sha256_file(folder / name), info)
     return ExportReport(folder, ids, parity, time.perf_counter() - started)
 
 

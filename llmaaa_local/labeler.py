@@ -15,6 +15,7 @@ from .encoding import Encoded, InputEncoder, decode, mean_pool
 from .errors import LlmaaaError
 from .project import Project
 from .records import Example, Label
+from .store import Artifact
 
 CHUNK = 2048
 # Padded tokens per ONNX batch (~8 IMDb reviews of 128 sub-words). Small batches keep activations in cache: the int8
@@ -106,11 +107,11 @@ class LabelReport:
     seconds: float
 
 
-def latest_export(project: Project, int8: bool | None = None) -> dict[str, object]:
+def latest_export(project: Project, int8: bool | None = None) -> Artifact:
     """The newest exported student (int8 when present, unless `int8` says otherwise)."""
     kinds = {True: ["onnx-int8"], False: ["onnx"], None: ["onnx-int8", "onnx"]}[int8]
     for artifact in project.store.artifacts():
-        if artifact["kind"] in kinds:
+        if artifact.kind in kinds:
             return artifact
     raise LlmaaaError("no exported student: run `llmaaa-local train` and `llmaaa-local export` first")
 
@@ -121,10 +122,10 @@ def label_corpus(project: Project, int8: bool | None = None, threads: int | None
     """Label every example of the project with the newest export; rerunning continues where it stopped."""
     started = time.perf_counter()
     artifact = latest_export(project, int8)
-    info = artifact["info"]
+    info = artifact.info
     assert isinstance(info, dict)
-    student = OnnxStudent(Path(str(artifact["path"])), info["file"], threads)
-    artifact_id = int(artifact["id"])  # type: ignore[call-overload]
+    student = OnnxStudent(Path(artifact.path), info["file"], threads)
+    artifact_id = artifact.id
     store = project.store
     done = store.predicted_ids(artifact_id)
     ids = store.example_ids(None)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from .errors import LlmaaaError
 from .project import Project
 from .records import Example, Label
+from .store import Round
 from .strategies import STRATEGIES, Aggregate, PoolExhaustedError, PoolScores, strategy_for
 from .tasks import task_for
 
@@ -105,76 +106,76 @@ class ActiveLearningLoop:
         self.on_train = on_train
         self.task = task_for(project.settings)
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self) -> list[Round]:
         config = self.config
         sizes = config.batch_sizes()
-        rounds = {row["round"]: row for row in self.store.rounds(config.name)}
+        rounds = {row.round: row for row in self.store.rounds(config.name)}
         if not rounds:
             seed = self._random_pool(config.seed_size, set())
             if not seed:
                 raise LlmaaaError("the pool is empty: import a corpus first")
             self.store.start_round(config.name, 0, "random", asdict(config), seed)
-            rounds = {row["round"]: row for row in self.store.rounds(config.name)}
+            rounds = {row.round: row for row in self.store.rounds(config.name)}
         for number in range(len(sizes)):
             row = rounds.get(number)
             if row is None:
                 row = self._extend(number, sizes[number], rounds.get(number - 1))
                 if row is None:
                     break  # the pool is exhausted
-            if row["status"] == "done":
+            if row.status == "done":
                 continue
             self._run_round(row, number, sizes)
-            rounds = {row["round"]: row for row in self.store.rounds(config.name)}
+            rounds = {row.round: row for row in self.store.rounds(config.name)}
         return self.store.rounds(config.name)
 
-    def _extend(self, number: int, size: int, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _extend(self, number: int, size: int, previous: Round | None) -> Round | None:
         """A loop rerun with a larger budget or more rounds continues after its last finished round."""
-        if previous is None or previous["status"] != "done":
+        if previous is None or previous.status != "done":
             return None
         selected = self._select(size, set(self._labeled_through(number - 1)), previous)
         if not selected:
             return None
         self.store.start_round(self.config.name, number, self.config.strategy, asdict(self.config), selected)
-        return next(row for row in self.store.rounds(self.config.name) if row["round"] == number)
+        return next(row for row in self.store.rounds(self.config.name) if row.round == number)
 
-    def _run_round(self, row: dict[str, Any], number: int, sizes: list[int]) -> None:
-        started = time.perf_counter() - (row["seconds"] or 0.0)
+    def _run_round(self, row: Round, number: int, sizes: list[int]) -> None:
+        started = time.perf_counter() - (row.seconds or 0.0)
         total = len(sizes)
         labeled = self._labeled_through(number)
-        if row["status"] == "selected":
-            self.on_event(RoundEvent(number, total, "annotate", f"{len(row['selected'])} examples"))
-            report = self.annotator.run(AnnotateConfig(ids=tuple(row["selected"]), calibrate=number == 0,
-                                                       round_id=row["id"]), self.on_annotate)
+        if row.status == "selected":
+            self.on_event(RoundEvent(number, total, "annotate", f"{len(row.selected)} examples"))
+            report = self.annotator.run(AnnotateConfig(ids=row.selected, calibrate=number == 0, round_id=row.id),
+                                        self.on_annotate)
             cost = {"tokens_in": report.tokens_in, "tokens_evaluated": report.tokens_evaluated,
                     "tokens_out": report.tokens_out, "llm_seconds": report.llm_seconds, "cached": report.cached}
-            self.store.update_round(row["id"], status="annotated", llm=self._llm_quality(labeled), cost=cost,
+            self.store.update_round(row.id, status="annotated", llm=self._llm_quality(labeled), cost=cost,
                                     seconds=time.perf_counter() - started)
-            row["status"] = "annotated"
-        if row["status"] == "annotated":
+            row = replace(row, status="annotated")
+        if row.status == "annotated":
             self.on_event(RoundEvent(number, total, "train", f"{len(labeled)} LLM labels"))
-            train = replace(self.config.train, examples=tuple(labeled), round_id=row["id"],
+            train = replace(self.config.train, examples=tuple(labeled), round_id=row.id,
                             seed=self.config.train.seed)
             from .student import Trainer
 
             trained = Trainer(self.project, train, self.models_dir, self.on_train).run()
             student = {"run_id": trained.run_id, **trained.metrics.get("test", trained.metrics.get("validation", {}))}
-            self.store.update_round(row["id"], status="trained", student=student,
+            self.store.update_round(row.id, status="trained", student=student,
                                     seconds=time.perf_counter() - started)
-            row.update(status="trained", student=student)
-        if row["status"] == "trained":
+            row = replace(row, status="trained", student=student)
+        if row.status == "trained":
             next_ids: list[str] = []
             if number + 1 < len(sizes):
                 self.on_event(RoundEvent(number, total, "select", self.config.strategy))
                 next_ids = self._select(sizes[number + 1], set(labeled), row)
-            self.store.finish_round(row["id"], time.perf_counter() - started, self.config.name, number + 1,
+            self.store.finish_round(row.id, time.perf_counter() - started, self.config.name, number + 1,
                                     self.config.strategy, asdict(self.config), next_ids)
             self.on_event(RoundEvent(number, total, "done"))
 
     def _labeled_through(self, number: int) -> list[str]:
         ids: list[str] = []
         for row in self.store.rounds(self.config.name):
-            if row["round"] <= number:
-                ids += row["selected"]
+            if row.round <= number:
+                ids += row.selected
         return ids
 
     def _random_pool(self, n: int, exclude: set[str]) -> list[str]:
@@ -183,7 +184,7 @@ class ActiveLearningLoop:
         ids.sort(key=lambda i: hashlib.sha256(f"{self.config.seed}:{i}".encode()).digest())
         return ids[:n]
 
-    def _select(self, n: int, labeled: set[str], row: dict[str, Any]) -> list[str]:
+    def _select(self, n: int, labeled: set[str], row: Round) -> list[str]:
         """Score a seeded random subset of the unlabeled pool with this round's student; the strategy picks."""
         from .student import load_student, score_pool
 
@@ -197,13 +198,13 @@ class ActiveLearningLoop:
         embeddings = None
         probabilities: Sequence[np.ndarray] = [np.zeros(1)] * len(examples)
         if strategy.name != "random":
-            run_id = row["student"]["run_id"] if row.get("student") else None
-            folder = next(Path(a["path"]) for a in self.store.artifacts("checkpoint") if a["run_id"] == run_id)
+            run_id = row.student["run_id"] if row.student else None
+            folder = next(Path(a.path) for a in self.store.artifacts("checkpoint") if a.run_id == run_id)
             model, encoder = load_student(folder)
             probabilities, embeddings = score_pool(model, encoder, examples)
         seconds = self._predicted_seconds(examples) if self.config.cost_aware else None
         try:
-            picked = strategy.query(PoolScores(probabilities, embeddings, seconds), n, self.config.seed + row["round"])
+            picked = strategy.query(PoolScores(probabilities, embeddings, seconds), n, self.config.seed + row.round)
         except PoolExhaustedError:
             picked = np.arange(len(examples))
         return [examples[i].id for i in picked]
@@ -225,13 +226,3 @@ class ActiveLearningLoop:
             summary.update(self.task.metrics({i: references[i] for i in labels}, labels, examples))
         return summary
 
-
-def learning_curve(rounds: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`status --json` rows: round, labeled so far, LLM label quality, student quality, seconds."""
-    curve, labeled = [], 0
-    for row in rounds:
-        labeled += len(row["selected"])
-        if row["status"] in ("trained", "done"):
-            curve.append({"round": row["round"], "labeled": labeled, "llm": row["llm"] or {},
-                          "student": row["student"] or {}, "seconds": round(row["seconds"] or 0.0, 1)})
-    return curve

@@ -1,4 +1,5 @@
-"""Scores of predicted labels against gold: accuracy, macro-F1, relation micro-F1, entity micro-F1."""
+"""Scores of predicted labels against gold: accuracy, macro-F1, relation micro-F1 (scikit-learn), entity micro-F1
+(seqeval)."""
 
 from __future__ import annotations
 
@@ -6,32 +7,30 @@ from collections.abc import Sequence
 
 
 def accuracy(gold: Sequence[str], predicted: Sequence[str]) -> float:
-    return sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold) if gold else 0.0
+    from sklearn.metrics import accuracy_score
 
-
-def _f1(true_positive: int, predicted: int, actual: int) -> tuple[float, float, float]:
-    precision = true_positive / predicted if predicted else 0.0
-    recall = true_positive / actual if actual else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    return float(accuracy_score(gold, predicted)) if gold else 0.0
 
 
 def macro_f1(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> float:
     """Mean F1 over `labels` (those absent from both gold and predictions count as 0)."""
-    if not labels:
+    from sklearn.metrics import f1_score
+
+    if not labels or not gold:
         return 0.0
-    scores = []
-    for label in labels:
-        tp = sum(g == p == label for g, p in zip(gold, predicted, strict=True))
-        scores.append(_f1(tp, sum(p == label for p in predicted), sum(g == label for g in gold))[2])
-    return sum(scores) / len(scores)
+    return float(f1_score(gold, predicted, labels=list(labels), average="macro", zero_division=0))
 
 
 def micro_f1_without(gold: Sequence[str], predicted: Sequence[str], negative: str | None) -> dict[str, float]:
     """Relation micro-F1 (TACRED style): the no-relation label counts as no prediction."""
-    tp = sum(g == p != negative for g, p in zip(gold, predicted, strict=True))
-    precision, recall, f1 = _f1(tp, sum(p != negative for p in predicted), sum(g != negative for g in gold))
-    return {"precision": precision, "recall": recall, "f1": f1}
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = sorted((set(gold) | set(predicted)) - {negative})
+    if not labels or not gold:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, labels=labels, average="micro",
+                                                               zero_division=0)
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
 def entity_f1(gold_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -338,20 +338,15 @@ def _check_kind(path: Path, kind: ModelKind) -> Path:
 
 
 def _hf_cache_snapshot(model_id: str) -> Path | None:
-    """The newest snapshot of `org/name` in the Hugging Face cache, read without the network."""
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
-                                                                      "huggingface")) / "hub")
-    folder = hub / ("models--" + model_id.replace("/", "--"))
-    ref = folder / "refs" / "main"
-    snapshots: Iterator[Path]
-    if ref.exists():
-        snapshots = iter([folder / "snapshots" / ref.read_text().strip()])
-    else:
-        snapshots = iter(sorted((folder / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime, reverse=True))
-    for snapshot in snapshots:
-        if (snapshot / "config.json").exists():
-            return snapshot
-    return None
+    """The snapshot of `org/name` that the Hugging Face cache's main ref points at, read without the network."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except HFValidationError:  # not a model id (a path that does not exist, say)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def verified_sha256(path: Path, models_dir: Path) -> str:

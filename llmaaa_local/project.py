@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from .config import GOLD_SPLITS, ProjectSettings, Split, check_split
 from .errors import LlmaaaError, at
 from .formats import LabeledRow, read_examples, read_json_lines, write_labeled
+from .llm import Cost
 from .models import sha256_file
 from .records import Annotation, Example, Label, label_to_json
-from .store import Store, StoredIdentity
+from .store import Round, Store, StoredIdentity
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -42,6 +43,43 @@ class ImportReport:
     promoted: int
     labels_learned: tuple[str, ...]
     seconds: float
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Examples per split, and LLM annotation attempts."""
+
+    pool: int
+    demo: int
+    dev: int
+    test: int
+    annotations: int
+    parse_errors: int
+
+    @property
+    def gold(self) -> int:
+        """Gold examples a prompt can be tuned or calibrated on (demo and dev)."""
+        return self.demo + self.dev
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """What `status` shows: the task, labels, counts, the LLM's total cost and the newest calibration."""
+
+    project: str
+    task: str
+    labels: tuple[str, ...]
+    no_relation: str | None
+    counts: Counts
+    cost: Cost
+    loops: tuple[str, ...]
+    calibration: dict[str, Any] | None
+
+    def to_dict(self, curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        main_loop = "default" if "default" in curves else next(reversed(curves), None)
+        return {"project": self.project, "task": self.task, "labels": list(self.labels),
+                "no_relation": self.no_relation, "counts": asdict(self.counts), "cost": asdict(self.cost),
+                "rounds": curves[main_loop] if main_loop else [], "loops": curves, "calibration": self.calibration}
 
 
 class Project:
@@ -152,26 +190,24 @@ class Project:
 
     # status and export ----------------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ProjectStatus:
+        """Task, labels, counts, LLM cost and the newest calibration; loop names only (see `learning_curves`)."""
         settings = self.settings
-        annotations = self.store.annotation_counts()
-        counts = {**self.store.split_counts(), "annotations": annotations.pop("annotations"),
-                  "parse_errors": annotations.pop("parse_errors")}
-        from .loop import learning_curve
+        totals = self.store.annotation_counts()
+        return ProjectStatus(
+            project=str(self.root), task=settings.task, labels=settings.label_names, no_relation=settings.no_relation,
+            counts=Counts(**self.store.split_counts(), annotations=totals["annotations"],
+                          parse_errors=totals["parse_errors"]),
+            cost=Cost(totals["tokens_in"], totals["tokens_evaluated"], totals["tokens_out"], totals["seconds"]),
+            loops=tuple(self.store.loops()), calibration=self.store.latest_calibration())
 
-        loops = {name: learning_curve(self.store.rounds(name)) for name in self.store.loops()}
-        main_loop = "default" if "default" in loops else next(reversed(loops), None)
-        return {
-            "project": str(self.root),
-            "task": settings.task,
-            "labels": list(settings.label_names),
-            "no_relation": settings.no_relation,
-            "counts": counts,
-            "cost": annotations,
-            "rounds": loops[main_loop] if main_loop else [],
-            "loops": loops,
-            "calibration": self.store.latest_calibration(),
-        }
+    def learning_curves(self) -> dict[str, list[dict[str, Any]]]:
+        """Every active-learning loop's learning curve, by loop name."""
+        return {name: learning_curve(self.store.rounds(name)) for name in self.store.loops()}
+
+    def status_dict(self) -> dict[str, Any]:
+        """`status --json`: the status with every loop's learning curve, the main loop's as "rounds"."""
+        return self.status().to_dict(self.learning_curves())
 
     def labeled_rows(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,
                      ) -> Iterator[LabeledRow]:
@@ -200,6 +236,17 @@ class Project:
             return write_labeled(path, self.settings.task, rows, fmt)
         except OSError as error:
             raise LlmaaaError(f"{path}: cannot write the export ({error.strerror})") from None
+
+
+def learning_curve(rounds: Sequence[Round]) -> list[dict[str, Any]]:
+    """`status --json` rows: round, labeled so far, LLM label quality, student quality, seconds."""
+    curve, labeled = [], 0
+    for row in rounds:
+        labeled += len(row.selected)
+        if row.status in ("trained", "done"):
+            curve.append({"round": row.round, "labeled": labeled, "llm": row.llm or {}, "student": row.student or {},
+                          "seconds": round(row.seconds or 0.0, 1)})
+    return curve
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

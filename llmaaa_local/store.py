@@ -201,6 +201,40 @@ class StoredIdentity:
     source_line: int
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A file a student run produced (checkpoint, onnx, onnx-int8), with its run's status and metrics."""
+
+    id: int
+    run_id: int
+    kind: str
+    path: str
+    sha256: str
+    info: dict[str, Any]
+    created_at: str
+    status: str
+    metrics: dict[str, Any]
+    data_mode: str
+    round_id: int | None
+
+
+@dataclass(frozen=True)
+class Round:
+    """One active-learning round as stored: what it selected, how far it got, and what it measured."""
+
+    id: int
+    round: int
+    strategy: str
+    selected: tuple[str, ...]
+    status: str  # selected -> annotated -> trained -> done (or failed)
+    llm: dict[str, Any] | None  # LLM label quality on the examples labeled so far
+    student: dict[str, Any] | None  # the run id and test metrics of the student trained this round
+    cost: dict[str, Any] | None
+    seconds: float | None
+    started_at: str
+    finished_at: str | None
+
+
 class Store:
     """One open project database."""
 
@@ -543,22 +577,13 @@ class Store:
                 [run_id, kind, path, sha256, _json(info), now()])
         return int(cursor.lastrowid or 0)
 
-    def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
+    def artifacts(self, kind: str | None = None) -> list[Artifact]:
         """Artifacts, newest first, with their run's metrics and status."""
-        clause = "WHERE a.kind = ?" if kind else ""
-        rows = self.db.execute(
-            "SELECT a.id, a.run_id, a.kind, a.path, a.sha256, a.info, a.created_at, r.status, r.metrics, "
-            f"r.data_mode, r.round_id FROM artifacts a JOIN student_runs r ON r.id = a.run_id {clause} "
+        rows = self.db.query(
+            "SELECT a.id, a.run_id, a.kind, a.path, a.sha256, a.info, a.created_at, r.status, r.metrics, r.data_mode, "
+            f"r.round_id FROM artifacts a JOIN student_runs r ON r.id = a.run_id {'WHERE a.kind = ?' if kind else ''} "
             "ORDER BY a.id DESC", [kind] if kind else [])
-        keys = ("id", "run_id", "kind", "path", "sha256", "info", "created_at", "status", "metrics", "data_mode",
-                "round_id")
-        result = []
-        for row in rows:
-            item = dict(zip(keys, row, strict=True))
-            item["info"] = json.loads(item["info"] or "{}")
-            item["metrics"] = json.loads(item["metrics"] or "{}")
-            result.append(item)
-        return result
+        return [Artifact(**row | {name: json.loads(row[name] or "{}") for name in ("info", "metrics")}) for row in rows]
 
     def student_runs(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, student, data_mode, status, metrics, round_id, started_at, finished_at "
@@ -568,19 +593,13 @@ class Store:
 
     # active-learning rounds -------------------------------------------------------------------------------------
 
-    def rounds(self, loop: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
+    def rounds(self, loop: str) -> list[Round]:
+        """The loop's rounds, oldest first."""
+        rows = self.db.query(
             "SELECT id, round, strategy, selected, status, llm, student, cost, seconds, started_at, finished_at "
             "FROM rounds WHERE loop = ? ORDER BY round", [loop])
-        keys = ("id", "round", "strategy", "selected", "status", "llm", "student", "cost", "seconds", "started_at",
-                "finished_at")
-        result = []
-        for row in rows:
-            item = dict(zip(keys, row, strict=True))
-            for name in ("selected", "llm", "student", "cost"):
-                item[name] = json.loads(item[name]) if item[name] else None
-            result.append(item)
-        return result
+        return [Round(**row | {"selected": tuple(json.loads(row["selected"]))} | {
+            name: json.loads(row[name]) if row[name] else None for name in ("llm", "student", "cost")}) for row in rows]
 
     def loops(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT DISTINCT loop FROM rounds ORDER BY loop")]

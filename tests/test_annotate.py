@@ -110,8 +110,8 @@ def test_every_annotation_is_stored_with_its_provenance(make_project: MakeProjec
         assert row["confidence"] == pytest.approx(probabilities[0])
         assert row["flags"] is None and row["round_id"] is None
     assert len({row["cache_key"] for row in rows}) == 5
-    assert project.status()["counts"]["annotations"] == 5
-    assert project.status()["cost"]["tokens_in"] == sum(row["tokens_in"] for row in rows)
+    assert project.status().counts.annotations == 5
+    assert project.status().cost.tokens_in == sum(row["tokens_in"] for row in rows)
 
 
 def test_select_first_takes_the_pool_in_import_order(make_project: MakeProject, write_file: WriteFile) -> None:
@@ -149,7 +149,7 @@ def test_a_second_run_asks_nothing_and_reports_everything_cached(make_project: M
     after = annotation_rows(project)
     assert [(r["id"], r["cache_key"], r["created_at"]) for r in after] == [
         (r["id"], r["cache_key"], r["created_at"]) for r in before]
-    assert project.status()["counts"]["annotations"] == 9
+    assert project.status().counts.annotations == 9
 
 
 class PowerCut(Exception):
@@ -222,13 +222,13 @@ def test_ner_parse_errors_are_stored_not_raised_and_evaluated(make_project: Make
             assert row["tokens_out"] == len(gold_json[record["text"]].split())
         assert row["decoding"] == {"mode": "generate", "greedy": True, "max_tokens": 12 * 24 + 8}
         assert row["scores"] is None and row["calibrated"] is None
-    assert project.status()["counts"]["parse_errors"] == 2
+    assert project.status().counts.parse_errors == 2
 
     result = evaluate_llm(project, "pool")
-    assert result["llm"]["parse_error_rate"] == 0.5
-    assert result["llm"]["n"] == 2 and result["llm"]["coverage"] == 0.5
-    assert result["llm"]["f1"] == 1.0
-    assert "by_source" not in result
+    assert result.llm.parse_error_rate == 0.5
+    assert result.llm.n == 2 and result.llm.coverage == 0.5
+    assert result.llm.metrics["f1"] == 1.0
+    assert not result.by_source
 
     # a parse error is an answer too: the rerun does not ask again
     calls = len(llm.history)
@@ -392,7 +392,7 @@ def test_calibration_corrects_a_biased_model_and_recalibrates_older_rows(make_pr
                        "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy,
                        "metric": "macro_f1", "loo_score": fitted.loo_score, "rejected": ["raw+none"],
                        "summary": fitted.summary()}
-    assert project.status()["calibration"]["summary"] == fitted.summary()
+    assert project.status().calibration["summary"] == fitted.summary()
     before = {row["example_id"]: row for row in annotation_rows(project)}
     assert len(before) == 10
     for example_id, row in before.items():
@@ -404,7 +404,7 @@ def test_calibration_corrects_a_biased_model_and_recalibrates_older_rows(make_pr
         assert row["confidence"] == pytest.approx(row["calibrated"][row["label"]])
     assert {i: before[i]["label"] for i in ("p1", "p2", "p3", "p4")} == {
         "p1": "positive", "p2": "negative", "p3": "positive", "p4": "negative"}
-    assert evaluate_llm(project, "pool")["llm"]["accuracy"] == 1.0
+    assert evaluate_llm(project, "pool").llm.metrics["accuracy"] == 1.0
 
     # more gold (dev: not demonstrations, so the pool prompts stay the same) refits and relabels older rows
     project.import_gold(write_file("dev.jsonl", records("v")), "dev")
@@ -440,7 +440,7 @@ def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: 
     report = Annotator(project, ScriptedLLM(scorer=biased_scorer)).run(AnnotateConfig(n=4, calibrate=False))
     assert report.calibration is None
     assert {row["label"] for row in annotation_rows(project)} == {"positive"}
-    assert evaluate_llm(project, "pool")["llm"]["accuracy"] == 0.5
+    assert evaluate_llm(project, "pool").llm.metrics["accuracy"] == 0.5
 
 
 # --- context overflow --------------------------------------------------------------------------------------------
@@ -566,9 +566,9 @@ def test_import_classification_annotations_idempotently(make_project: MakeProjec
     assert len(annotation_rows(project)) == 6
 
     result = evaluate_llm(project, "pool", source="import:bigmodel")
-    assert result["llm"]["n"] == 6 and result["llm"]["accuracy"] == pytest.approx(4 / 6)
-    assert result["llm"]["source"] == "import:bigmodel"
-    assert "by_source" not in result
+    assert result.llm.n == 6 and result.llm.metrics["accuracy"] == pytest.approx(4 / 6)
+    assert result.llm.source == "import:bigmodel"
+    assert not result.by_source
 
 
 def test_import_two_models_answers_from_one_file_with_field(make_project: MakeProject,
@@ -583,13 +583,13 @@ def test_import_two_models_answers_from_one_file_with_field(make_project: MakePr
     assert project.import_annotations(path, "llama", field="llama").added == 4
     assert project.import_annotations(path, "qwen", field="qwen").added == 4
     assert len(annotation_rows(project)) == 8
-    assert evaluate_llm(project, "pool", "import:llama")["llm"]["accuracy"] == 1.0
-    assert evaluate_llm(project, "pool", "import:qwen")["llm"]["accuracy"] == 0.25
+    assert evaluate_llm(project, "pool", "import:llama").llm.metrics["accuracy"] == 1.0
+    assert evaluate_llm(project, "pool", "import:qwen").llm.metrics["accuracy"] == 0.25
     result = evaluate_llm(project, "pool", "import:")
-    assert set(result["by_source"]) == {"import:llama", "import:qwen"}
-    assert result["by_source"]["import:llama"]["accuracy"] == 1.0
-    assert result["by_source"]["import:qwen"]["accuracy"] == 0.25
-    assert result["llm"]["accuracy"] == 0.25  # the newest label per example: qwen was imported last
+    assert set(result.by_source) == {"import:llama", "import:qwen"}
+    assert result.by_source["import:llama"].metrics["accuracy"] == 1.0
+    assert result.by_source["import:qwen"].metrics["accuracy"] == 0.25
+    assert result.llm.metrics["accuracy"] == 0.25  # the newest label per example: qwen was imported last
 
 
 def test_import_ner_annotations_as_tags_and_as_spans(make_project: MakeProject, write_file: WriteFile) -> None:
@@ -610,7 +610,7 @@ def test_import_ner_annotations_as_tags_and_as_spans(make_project: MakeProject, 
     rows = annotation_rows(project)
     assert rows[0]["label"] == [[0, 2, "PER"], [18, 19, "ORG"]] and rows[0]["confidence"] == 0.5
     assert rows[1]["label"] == [span.to_json() for span in _bio(second["tags"])]
-    result = evaluate_llm(project, "pool", "import:ext")["llm"]
+    result = evaluate_llm(project, "pool", "import:ext").llm.metrics
     gold_entities = len(_bio(first["tags"])) + len(_bio(second["tags"]))
     # right: Maria Olsen and every entity of the second sentence; Bergholm has the wrong type
     right = 1 + len(_bio(second["tags"]))
@@ -686,15 +686,15 @@ def test_evaluate_by_source_keeps_a_source_apart_from_one_whose_name_extends_it(
     project = classify_project(make_project, write_file, pool=4)
     _two_sources(project, write_file, "gpt", "gpt2")
     result = evaluate_llm(project, "pool")
-    assert result["by_source"]["import:gpt2"]["accuracy"] == 0.0
-    assert result["by_source"]["import:gpt"]["accuracy"] == 1.0
+    assert result.by_source["import:gpt2"].metrics["accuracy"] == 0.0
+    assert result.by_source["import:gpt"].metrics["accuracy"] == 1.0
 
 
 def test_evaluate_source_with_an_underscore_is_not_a_wildcard(make_project: MakeProject,
                                                                write_file: WriteFile) -> None:
     project = classify_project(make_project, write_file, pool=4)
     _two_sources(project, write_file, "m_1", "mx1")
-    assert evaluate_llm(project, "pool", "import:m_1")["llm"]["accuracy"] == 1.0
+    assert evaluate_llm(project, "pool", "import:m_1").llm.metrics["accuracy"] == 1.0
 
 
 def test_content_free_baseline_is_scored_after_each_prompt_and_kept(make_project: MakeProject,
@@ -748,7 +748,7 @@ def test_every_example_with_an_identical_text_gets_its_own_annotation(make_proje
     for copy in copies:
         assert copy["label"] == original["label"] and copy["tokens_in"] == copy["seconds"] == 0
         assert copy["cache_key"] == f"{original['cache_key']}:{copy['example_id']}"
-    assert project.status()["counts"]["annotations"] == 6
+    assert project.status().counts.annotations == 6
     again = annotator.run(AnnotateConfig(n=6, select="first"))
     assert (again.annotated, again.cached) == (0, 6) and len(llm.history) == 4
     assert len(annotation_rows(project)) == 6

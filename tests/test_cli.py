@@ -117,10 +117,10 @@ def test_library_warnings_reach_the_user_as_notes_once(tmp_path: Path, capsys: p
 
 
 def test_annotate_suggests_tune_until_the_prompt_is_tuned_for_this_teacher() -> None:
-    from llmaaa_local.cli import _tune_hint
+    from llmaaa_local.session import tune_hint
 
-    assert "`llmaaa-local tune`" in (_tune_hint(None, "abc", gold=100) or "")
-    assert "100 gold examples" in (_tune_hint(None, "abc", gold=100) or "")
-    assert "another teacher" in (_tune_hint({"model_sha256": "xyz"}, "abc", gold=100) or "")
-    assert _tune_hint({"model_sha256": "abc"}, "abc", gold=100) is None  # tuned for this teacher
-    assert _tune_hint(None, "abc", gold=3) is None  # too little gold to tune on
+    assert "`llmaaa-local tune`" in (tune_hint(None, "abc", gold=100) or "")
+    assert "100 gold examples" in (tune_hint(None, "abc", gold=100) or "")
+    assert "another teacher" in (tune_hint({"model_sha256": "xyz"}, "abc", gold=100) or "")
+    assert tune_hint({"model_sha256": "abc"}, "abc", gold=100) is None  # tuned for this teacher
+    assert tune_hint(None, "abc", gold=3) is None  # too little gold to tune on

@@ -85,7 +85,7 @@ class Reader(threading.Thread):
         while not self.stop.is_set():
             try:
                 with Project.open(self.root) as project:
-                    self.pools.append(project.status()["counts"]["pool"])
+                    self.pools.append(project.status().counts.pool)
             except BaseException as error:  # noqa: BLE001 - reported by the test
                 self.errors.append(error)
             time.sleep(0.01)

@@ -31,7 +31,7 @@ def test_demo_runs_every_step_and_leaves_a_labeled_project(tmp_path: Path, model
     assert counts["pool"] == 300 and counts["demo"] == 40 and counts["test"] == 100
     assert counts["annotations"] >= 120  # the 120 pool reviews, plus the gold demos scored for calibration
     with Project.open(folder) as project:
-        assert {row["kind"] for row in project.store.artifacts()} >= {"checkpoint", "onnx", "onnx-int8"}
+        assert {row.kind for row in project.store.artifacts()} >= {"checkpoint", "onnx", "onnx-int8"}
         predicted = project.store.db.execute("SELECT COUNT(DISTINCT example_id) FROM predictions").fetchone()[0]
         assert predicted == 440  # every review of the project, gold ones included
 

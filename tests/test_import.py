@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from importlib.resources import files
 from itertools import islice
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_classify_jsonl_fields(make_project: MakeProject, write_file: WriteFile,
     ]
     assert [(e.source_file, e.source_line) for e in examples] == [(str(path), 1), (str(path), 3), (str(path), 4)]
     assert project.store.reference_labels() == {"r1": "pos", "7": "neg"}
-    assert project.status()["counts"] == {"pool": 3, "demo": 0, "dev": 0, "test": 0, "annotations": 0,
+    assert asdict(project.status().counts) == {"pool": 3, "demo": 0, "dev": 0, "test": 0, "annotations": 0,
                                           "parse_errors": 0}
 
 
@@ -339,7 +340,7 @@ def test_gold_import_promotes_a_pool_example_then_is_idempotent(make_project: Ma
     assert (report.added, report.unchanged, report.promoted) == (1, 0, 1)
     assert summary(project) == [("a", "pool", "alpha", None, None), ("b", "demo", "beta", None, "pos"),
                                 ("c", "demo", "gamma", None, "neg")]
-    assert project.status()["counts"]["pool"] == 1 and project.status()["counts"]["demo"] == 2
+    assert project.status().counts.pool == 1 and project.status().counts.demo == 2
     before = snapshot(project)
     again = project.import_gold(gold, "demo")
     assert (again.added, again.unchanged, again.promoted) == (0, 2, 0)
@@ -372,7 +373,7 @@ def test_classify_project_learns_sorted_labels_from_first_labeled_import(make_pr
     ]), "demo")
     assert set(report.labels_learned) == {"positive", "negative", "mixed"}
     assert project.settings.label_names == ("mixed", "negative", "positive")
-    assert project.status()["labels"] == ["mixed", "negative", "positive"]
+    assert project.status().labels == ("mixed", "negative", "positive")
     with pytest.raises(LlmaaaError, match="'neutral' is not in the project's label set"):
         project.import_gold(write_file("more.jsonl", [{"id": "5", "text": "e", "label": "neutral"}]), "demo")
 
@@ -395,7 +396,7 @@ def test_re_project_learns_labels_and_its_no_relation_label(make_project: MakePr
     assert report.added == 3
     assert project.settings.label_names == tuple(sorted(["works_for", no_relation, "born_in"]))
     assert project.settings.no_relation == no_relation
-    assert project.status()["no_relation"] == no_relation
+    assert project.status().no_relation == no_relation
 
 
 # --- real files --------------------------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def test_real_demo_files_import(make_project: MakeProject) -> None:
                 project.import_corpus(path)
             assert report.added == nonblank_lines(path), path
             expected[report.split] += report.added
-        counts = project.status()["counts"]
+        counts = asdict(project.status().counts)
         assert {split: counts[split] for split in expected} == expected
         assert project.settings.labels, f"{task}: no label set learned from the demo files"
         if "no_relation" in project.settings.label_names:

@@ -54,14 +54,14 @@ def test_every_example_is_labeled_once_and_a_rerun_skips_them(task: str, tmp_pat
         seen: list[tuple[int, int]] = []
         report = label_corpus(project, threads=1, on_progress=lambda p: seen.append((p.done, p.total)))
         artifact = latest_export(project)
-        assert artifact["kind"] == "onnx-int8" and report.artifact_id == artifact["id"]
+        assert artifact.kind == "onnx-int8" and report.artifact_id == artifact.id
         assert (report.labeled, report.skipped) == (TOTAL, 0)
         assert seen[-1] == (TOTAL, TOTAL)
         stored = store.predictions(report.artifact_id)
         assert set(stored) == set(store.example_ids(None))  # every split: pool, demo and test
 
         examples = list(store.examples())
-        student = OnnxStudent(Path(artifact["path"]), artifact["info"]["file"], threads=1)
+        student = OnnxStudent(Path(artifact.path), artifact.info["file"], threads=1)
         direct = student.predict(examples)
         assert [stored[e.id][0] for e in examples] == [label for label, _, _ in direct]
         assert [stored[e.id][1] for e in examples] == pytest.approx([confidence for _, _, confidence in direct])
@@ -81,7 +81,7 @@ def test_every_example_is_labeled_once_and_a_rerun_skips_them(task: str, tmp_pat
 def test_fp32_labels_with_the_fp32_export(classify_project: Project) -> None:
     int8 = label_corpus(classify_project, threads=1)
     fp32 = label_corpus(classify_project, int8=False, threads=1)
-    assert fp32.artifact_id == latest_export(classify_project, int8=False)["id"] != int8.artifact_id
+    assert fp32.artifact_id == latest_export(classify_project, int8=False).id != int8.artifact_id
     assert (fp32.labeled, fp32.skipped) == (TOTAL, 0)  # a different export labels everything again
     assert classify_project.store.labeled_artifact() == max(fp32.artifact_id, int8.artifact_id)
 
@@ -100,7 +100,7 @@ def test_an_interrupted_run_keeps_finished_chunks_and_the_rerun_labels_the_rest(
 
     with pytest.raises(PowerCut, match=f"10 of {TOTAL}"):
         label_corpus(classify_project, threads=1, on_progress=cut_after_first_chunk)
-    artifact_id = latest_export(classify_project)["id"]
+    artifact_id = latest_export(classify_project).id
     first_chunk = store.example_ids(None)[:10]
     assert store.predicted_ids(artifact_id) == set(first_chunk)
     kept = store.predictions(artifact_id)
@@ -122,7 +122,7 @@ def test_labeling_needs_an_export(tmp_path: Path) -> None:
 
 def test_student_labels_feed_the_export_and_evaluation(classify_project: Project, tmp_path: Path) -> None:
     store = classify_project.store
-    before = evaluate(classify_project)
+    before = evaluate(classify_project).to_dict()
     assert set(before) == {"llm"}  # no student labels yet
 
     artifact_id = label_corpus(classify_project, threads=1).artifact_id
@@ -131,14 +131,14 @@ def test_student_labels_feed_the_export_and_evaluation(classify_project: Project
     path = tmp_path / "student-labels.jsonl"
     assert classify_project.export_labels(path, sources=["student"]) == TOTAL
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [row["id"] for row in rows] == store.example_ids(None)
+    assert [row.id for row in rows] == store.example_ids(None)
     assert {row["label_source"] for row in rows} == {f"student:{artifact_id}"}
     for row in rows:
-        label, confidence, probabilities = predictions[row["id"]]
+        label, confidence, probabilities = predictions[row.id]
         assert row["label"] == label and row["confidence"] == pytest.approx(confidence, abs=1e-4)
         assert row["probabilities"] == pytest.approx(probabilities, abs=1e-4)  # per-label, for the student
 
-    result = evaluate(classify_project)
+    result = evaluate(classify_project).to_dict()
     assert set(result) == {"llm", "student", "agreement"}
     student = result["student"]
     gold = {e.id: e.label for e in store.examples("test")}

@@ -23,8 +23,8 @@ from llmaaa_local.cli import main
 from llmaaa_local.config import PromptSettings, TrainConfig
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.llm import Prompt, ScriptedLLM
-from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, RoundEvent, learning_curve
-from llmaaa_local.project import DB_NAME, Project
+from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, RoundEvent
+from llmaaa_local.project import DB_NAME, Project, learning_curve
 from llmaaa_local.strategies import STRATEGIES, Entropy
 from llmaaa_local.student import Trainer, load_student, score_pool
 
@@ -125,7 +125,7 @@ def run_loop(project: Project, config: LoopConfig, llm: ScriptedLLM, models_dir:
 
 
 def round_ids(rounds: Sequence[dict[str, Any]]) -> list[list[str]]:
-    return [row["selected"] for row in rounds]
+    return [row.selected for row in rounds]
 
 
 def database_rows(project: Project, sql: str) -> list[tuple[Any, ...]]:
@@ -181,7 +181,7 @@ def test_a_run_stores_every_round_and_its_learning_curve(make_project: MakeProje
     events: list[RoundEvent] = []
     rounds = run_loop(project, loop_config(tiny_encoder), llm, tmp_path, events)
 
-    assert [(row["round"], row["status"], row["strategy"]) for row in rounds] == [
+    assert [(row.round, row.status, row.strategy) for row in rounds] == [
         (0, "done", "random"), (1, "done", "entropy"), (2, "done", "entropy")]
     selections = round_ids(rounds)
     pool_ids = set(project.store.example_ids("pool"))
@@ -195,12 +195,12 @@ def test_a_run_stores_every_round_and_its_learning_curve(make_project: MakeProje
     assert sorted(asked) == sorted(labeled + gold_ids)
 
     annotations = database_rows(project, "SELECT example_id, round_id FROM annotations")
-    round_of = {example_id: row["id"] for row in rounds for example_id in row["selected"]}
-    round_of.update({gold_id: rounds[0]["id"] for gold_id in gold_ids})
+    round_of = {example_id: row.id for row in rounds for example_id in row.selected}
+    round_of.update({gold_id: rounds[0].id for gold_id in gold_ids})
     assert sorted(annotations) == sorted(round_of.items())
 
     runs = project.store.student_runs()
-    assert [(run["round_id"], run["status"]) for run in runs] == [(row["id"], "done") for row in rounds]
+    assert [(run["round_id"], run["status"]) for run in runs] == [(row.id, "done") for row in rounds]
     configs = [json.loads(config) for (config,) in database_rows(project, "SELECT config FROM student_runs "
                                                                           "ORDER BY id")]
     assert [sorted(config["examples"]) for config in configs] == [sorted(labeled[: 10 * n]) for n in (1, 2, 3)]
@@ -208,13 +208,13 @@ def test_a_run_stores_every_round_and_its_learning_curve(make_project: MakeProje
     for number, row in enumerate(rounds):
         so_far = labeled[: 10 * (number + 1)]
         wrong = sum(noisy(i) for i in so_far)
-        assert row["llm"]["labeled"] == row["llm"]["n"] == len(so_far)
-        assert row["llm"]["accuracy"] == pytest.approx(1 - wrong / len(so_far))
-        assert row["student"]["n"] == 10  # scored on the test split
-        assert 0.0 <= row["student"]["accuracy"] <= 1.0 and "macro_f1" in row["student"]
-        assert row["student"] == {"run_id": runs[number]["id"], **runs[number]["metrics"]["test"]}
-        assert row["seconds"] > 0 and row["finished_at"] is not None
-        assert row["cost"]["tokens_in"] > 0 and row["cost"]["cached"] == 0
+        assert row.llm["labeled"] == row.llm["n"] == len(so_far)
+        assert row.llm["accuracy"] == pytest.approx(1 - wrong / len(so_far))
+        assert row.student["n"] == 10  # scored on the test split
+        assert 0.0 <= row.student["accuracy"] <= 1.0 and "macro_f1" in row.student
+        assert row.student == {"run_id": runs[number]["id"], **runs[number]["metrics"]["test"]}
+        assert row.seconds > 0 and row.finished_at is not None
+        assert row.cost["tokens_in"] > 0 and row.cost["cached"] == 0
 
     assert [(e.round, e.rounds, e.stage) for e in events] == [
         (0, 3, "annotate"), (0, 3, "train"), (0, 3, "select"), (0, 3, "done"),
@@ -223,11 +223,11 @@ def test_a_run_stores_every_round_and_its_learning_curve(make_project: MakeProje
 
     curve = learning_curve(rounds)
     assert [(row["round"], row["labeled"]) for row in curve] == [(0, 10), (1, 20), (2, 30)]
-    assert [row["llm"] for row in curve] == [row["llm"] for row in rounds]
-    assert [row["student"] for row in curve] == [row["student"] for row in rounds]
-    assert [row["seconds"] for row in curve] == [round(row["seconds"], 1) for row in rounds]
-    assert project.status()["rounds"] == curve
-    assert project.status()["loops"] == {"default": curve}
+    assert [row["llm"] for row in curve] == [row.llm for row in rounds]
+    assert [row["student"] for row in curve] == [row.student for row in rounds]
+    assert [row["seconds"] for row in curve] == [round(row.seconds, 1) for row in rounds]
+    assert project.status_dict()["rounds"] == curve
+    assert project.status_dict()["loops"] == {"default": curve}
 
     # a second run of a finished loop does nothing more
     again = ScriptedLLM(scorer=Teacher())
@@ -263,7 +263,7 @@ def test_each_strategy_runs_in_the_loop(strategy: str, make_project: MakeProject
     project = loop_project(make_project, write_file, pool=40)
     config = loop_config(tiny_encoder, strategy=strategy, rounds=1)
     rounds = run_loop(project, config, ScriptedLLM(scorer=Teacher()), tmp_path)
-    assert [(row["round"], row["status"], row["strategy"]) for row in rounds] == [
+    assert [(row.round, row.status, row.strategy) for row in rounds] == [
         (0, "done", "random"), (1, "done", strategy)]
     first, second = round_ids(rounds)
     assert len(first) == len(second) == 10 and not set(first) & set(second)
@@ -279,23 +279,23 @@ def test_entropy_picks_the_examples_the_rounds_student_is_least_sure_of(cost_awa
     config = loop_config(tiny_encoder, rounds=1, candidates=None, cost_aware=cost_aware,
                          train_options={"epochs": 6, "patience": 6, "learning_rate": 3e-2})
     rounds = run_loop(project, config, ScriptedLLM(scorer=Teacher()), tmp_path)
-    (checkpoint,) = [a for a in project.store.artifacts("checkpoint") if a["run_id"] == rounds[0]["student"]["run_id"]]
-    model, encoder = load_student(Path(checkpoint["path"]))
-    unlabeled = [e for e in project.store.examples("pool") if e.id not in set(rounds[0]["selected"])]
+    (checkpoint,) = [a for a in project.store.artifacts("checkpoint") if a.run_id == rounds[0].student["run_id"]]
+    model, encoder = load_student(Path(checkpoint.path))
+    unlabeled = [e for e in project.store.examples("pool") if e.id not in set(rounds[0].selected)]
     probabilities, _ = score_pool(model, encoder, unlabeled)
     entropy = {e.id: float(Entropy.values(p[None, :])[0]) for e, p in zip(unlabeled, probabilities, strict=True)}
     ranked = sorted(entropy, key=entropy.__getitem__, reverse=True)
     assert entropy[ranked[0]] - entropy[ranked[-1]] > 1e-3, [entropy[i] for i in ranked]  # they do differ
     if not cost_aware:
         # the loop scored the pool in other batches (other padding): equal up to float noise
-        selected = set(rounds[1]["selected"])
+        selected = set(rounds[1].selected)
         least_sure_picked = min(entropy[i] for i in selected)
         surest_left = max(entropy[i] for i in entropy if i not in selected)
         assert least_sure_picked >= surest_left - 1e-6, [(round(entropy[i], 7), i in selected) for i in ranked]
     else:  # long texts cost more LLM time: the cheaper of the uncertain ones come first
         length = {e.id: len(e.text) for e in unlabeled}
-        assert set(rounds[1]["selected"]) != set(ranked[:10])
-        mean_length = sum(length[i] for i in rounds[1]["selected"]) / 10
+        assert set(rounds[1].selected) != set(ranked[:10])
+        mean_length = sum(length[i] for i in rounds[1].selected) / 10
         assert mean_length < sum(length[i] for i in ranked[:10]) / 10
         assert mean_length < sum(length.values()) / len(length)
 
@@ -321,8 +321,8 @@ def test_two_loops_in_one_project_keep_separate_rounds(make_project: MakeProject
                                            seed=1), llm, tmp_path)
 
     assert project.store.loops() == ["first", "second"]
-    assert [row["round"] for row in first] == [0, 1] and [row["round"] for row in second] == [0, 1]
-    assert not {row["id"] for row in first} & {row["id"] for row in second}
+    assert [row.round for row in first] == [0, 1] and [row.round for row in second] == [0, 1]
+    assert not {row.id for row in first} & {row.id for row in second}
     assert project.store.rounds("first") == first and project.store.rounds("second") == second
     assert [len(ids) for ids in round_ids(first)] == [10, 10]
     assert [len(ids) for ids in round_ids(second)] == [10, 5]
@@ -334,15 +334,15 @@ def test_two_loops_in_one_project_keep_separate_rounds(make_project: MakeProject
     # the annotation cache is shared: the second loop asks the LLM only about texts the first did not label
     assert sorted(asked_ids(llm)[asked_first:]) == sorted(set(labeled_second) - labeled_first)
     overlap = len(set(round_ids(second)[0]) & labeled_first)
-    assert second[0]["cost"]["cached"] == 8 + overlap  # the calibration gold, and the overlap with the first loop
-    assert [row["llm"]["labeled"] for row in second] == [10, 15]
+    assert second[0].cost["cached"] == 8 + overlap  # the calibration gold, and the overlap with the first loop
+    assert [row.llm["labeled"] for row in second] == [10, 15]
 
-    status = project.status()
+    status = project.status_dict()
     assert status["loops"] == {"first": learning_curve(first), "second": learning_curve(second)}
     assert [row["labeled"] for row in status["loops"]["second"]] == [10, 15]
     assert status["rounds"] == status["loops"]["second"]  # no loop named default: the last one by name
     runs = project.store.student_runs()
-    assert [run["round_id"] for run in runs] == [row["id"] for row in first + second]
+    assert [run["round_id"] for run in runs] == [row.id for row in first + second]
 
 
 def test_a_loop_stops_when_the_pool_runs_out(make_project: MakeProject, write_file: WriteFile,
@@ -351,7 +351,7 @@ def test_a_loop_stops_when_the_pool_runs_out(make_project: MakeProject, write_fi
     config = loop_config(tiny_encoder, rounds=3)
     assert config.batch_sizes() == [10, 10, 10, 10]
     rounds = run_loop(project, config, ScriptedLLM(scorer=Teacher()), tmp_path)
-    assert [(row["round"], row["status"], len(row["selected"])) for row in rounds] == [
+    assert [(row.round, row.status, len(row.selected)) for row in rounds] == [
         (0, "done", 10), (1, "done", 10), (2, "done", 5)]
     assert sorted(i for ids in round_ids(rounds) for i in ids) == sorted(project.store.example_ids("pool"))
     assert run_loop(project, config, ScriptedLLM(scorer=Teacher()), tmp_path) == rounds  # and stays stopped
@@ -395,7 +395,7 @@ def test_a_run_killed_while_annotating_resumes_in_the_same_round(make_project: M
         run_loop(project, config, dying, tmp_path)
 
     killed = project.store.rounds("default")
-    assert [(row["round"], row["status"]) for row in killed] == [(0, "done"), (1, "selected")]
+    assert [(row.round, row.status) for row in killed] == [(0, "done"), (1, "selected")]
     annotated_before = annotation_table(project)
     assert len(annotated_before) == 18 + 4
     runs_before = project.store.student_runs()
@@ -404,24 +404,24 @@ def test_a_run_killed_while_annotating_resumes_in_the_same_round(make_project: M
     fresh = ScriptedLLM(scorer=Teacher())
     rounds = run_loop(project, config, fresh, tmp_path)
 
-    assert [(row["round"], row["status"]) for row in rounds] == [(0, "done"), (1, "done"), (2, "done")]
+    assert [(row.round, row.status) for row in rounds] == [(0, "done"), (1, "done"), (2, "done")]
     assert rounds[0] == killed[0]  # the finished round is untouched
-    assert rounds[1]["selected"] == killed[1]["selected"] and rounds[1]["id"] == killed[1]["id"]
+    assert rounds[1].selected == killed[1].selected and rounds[1].id == killed[1].id
     assert annotation_table(project)[: len(annotated_before)] == annotated_before
     assert project.store.student_runs()[0] == runs_before[0]
 
     # nothing already annotated was asked again: the 6 left of round 1, then round 2
     answered = asked_ids(dying)[18:22]  # the 23rd call died before its answer was stored
-    assert set(answered) < set(killed[1]["selected"])
+    assert set(answered) < set(killed[1].selected)
     asked_again = asked_ids(fresh)
     assert len(asked_again) == 6 + 10
-    assert sorted(asked_again[:6]) == sorted(set(killed[1]["selected"]) - set(answered))
-    assert sorted(asked_again[6:]) == sorted(rounds[2]["selected"])
-    assert rounds[1]["cost"]["cached"] == 4
+    assert sorted(asked_again[:6]) == sorted(set(killed[1].selected) - set(answered))
+    assert sorted(asked_again[6:]) == sorted(rounds[2].selected)
+    assert rounds[1].cost["cached"] == 4
     assert [row["labeled"] for row in learning_curve(rounds)] == [10, 20, 30]
     labeled = [i for ids in round_ids(rounds) for i in ids]
     assert len(set(labeled)) == 30
-    assert [run["round_id"] for run in project.store.student_runs()] == [row["id"] for row in rounds]
+    assert [run["round_id"] for run in project.store.student_runs()] == [row.id for row in rounds]
 
 
 def test_a_run_killed_while_training_does_not_ask_the_llm_again(make_project: MakeProject, write_file: WriteFile,
@@ -443,23 +443,23 @@ def test_a_run_killed_while_training_does_not_ask_the_llm_again(make_project: Ma
     with pytest.raises(TeacherDied):
         run_loop(project, config, first, tmp_path)
     killed = project.store.rounds("default")
-    assert [(row["round"], row["status"]) for row in killed] == [(0, "done"), (1, "annotated")]
-    assert killed[1]["llm"]["labeled"] == 20 and killed[1]["student"] is None
+    assert [(row.round, row.status) for row in killed] == [(0, "done"), (1, "annotated")]
+    assert killed[1].llm["labeled"] == 20 and killed[1].student is None
     assert len(first.history) == 8 + 10 + 10
     assert [(run["round_id"], run["status"]) for run in project.store.student_runs()] == [
-        (killed[0]["id"], "done"), (killed[1]["id"], "failed")]
+        (killed[0].id, "done"), (killed[1].id, "failed")]
 
     monkeypatch.setattr(Trainer, "_fit", real_fit)
     fresh = ScriptedLLM(scorer=Teacher())
     rounds = run_loop(project, config, fresh, tmp_path)
-    assert [(row["round"], row["status"]) for row in rounds] == [(0, "done"), (1, "done"), (2, "done")]
-    assert rounds[0] == killed[0] and rounds[1]["selected"] == killed[1]["selected"]
-    assert rounds[1]["llm"] == killed[1]["llm"] and rounds[1]["cost"] == killed[1]["cost"]
-    assert sorted(asked_ids(fresh)) == sorted(rounds[2]["selected"])  # only the new round's texts
+    assert [(row.round, row.status) for row in rounds] == [(0, "done"), (1, "done"), (2, "done")]
+    assert rounds[0] == killed[0] and rounds[1].selected == killed[1].selected
+    assert rounds[1].llm == killed[1].llm and rounds[1].cost == killed[1].cost
+    assert sorted(asked_ids(fresh)) == sorted(rounds[2].selected)  # only the new round's texts
     runs = project.store.student_runs()
     assert [(run["round_id"], run["status"]) for run in runs] == [
-        (rounds[0]["id"], "done"), (rounds[1]["id"], "failed"), (rounds[1]["id"], "done"), (rounds[2]["id"], "done")]
-    assert rounds[1]["student"]["run_id"] == runs[2]["id"]  # the run that finished, not the one that failed
+        (rounds[0].id, "done"), (rounds[1].id, "failed"), (rounds[1].id, "done"), (rounds[2].id, "done")]
+    assert rounds[1].student["run_id"] == runs[2]["id"]  # the run that finished, not the one that failed
 
 
 # --- the command line with a real GGUF -------------------------------------------------------------------------
@@ -502,9 +502,9 @@ def test_a_finished_loop_continues_when_rerun_with_more_rounds(make_project: Mak
                                                                tiny_encoder: Path, tmp_path: Path) -> None:
     project = loop_project(make_project, write_file, pool=60)
     first = run_loop(project, loop_config(tiny_encoder, rounds=1), ScriptedLLM(scorer=Teacher()), tmp_path)
-    assert [row["status"] for row in first] == ["done", "done"]
+    assert [row.status for row in first] == ["done", "done"]
     longer = run_loop(project, loop_config(tiny_encoder, rounds=2), ScriptedLLM(scorer=Teacher()), tmp_path)
     assert longer[:2] == first  # the finished rounds are kept as they were
-    assert [(row["round"], row["status"], len(row["selected"])) for row in longer] == [
+    assert [(row.round, row.status, len(row.selected)) for row in longer] == [
         (0, "done", 10), (1, "done", 10), (2, "done", 10)]
-    assert not set(longer[2]["selected"]) & set(first[0]["selected"] + first[1]["selected"])
+    assert not set(longer[2].selected) & set(first[0].selected + first[1].selected)

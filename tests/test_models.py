@@ -82,7 +82,7 @@ def test_resolve_paths_and_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (snapshot / "config.json").write_text("{}")
     (hub / "models--distilbert--distilbert-base-uncased" / "refs").mkdir()
     (hub / "models--distilbert--distilbert-base-uncased" / "refs" / "main").write_text("abc123")
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))  # what HF_HUB_CACHE sets at start
     assert resolve("distilbert/distilbert-base-uncased", models, "hf") == snapshot
 
 

@@ -106,11 +106,11 @@ def test_both_models_are_registered_with_their_parity(exported: Exported) -> Non
     assert set(report.artifacts) == {"onnx", "onnx-int8"}
     for kind, file_name in (("onnx", FP32_FILE), ("onnx-int8", INT8_FILE)):
         (artifact,) = store.artifacts(kind)
-        assert artifact["id"] == report.artifacts[kind]
-        assert artifact["run_id"] == exported.training.run_id and artifact["path"] == str(report.folder)
-        assert artifact["sha256"] == sha256_file(report.folder / file_name)
-        info = artifact["info"]
-        assert info["file"] == file_name and info["checkpoint"] == checkpoint["id"]
+        assert artifact.id == report.artifacts[kind]
+        assert artifact.run_id == exported.training.run_id and artifact.path == str(report.folder)
+        assert artifact.sha256 == sha256_file(report.folder / file_name)
+        info = artifact.info
+        assert info["file"] == file_name and info["checkpoint"] == checkpoint.id
         assert info["spec"]["task"] == exported.project.settings.task
         assert info["parity"] == report.parity[kind]
         assert info["parity"]["n"] == 60  # up to 64: the 20 test examples, then the 40 of the pool
@@ -168,7 +168,7 @@ def test_an_export_past_tolerance_fails_and_registers_nothing(config: ExportConf
     with trained_classifier(tmp_path, tiny_encoder) as project:
         with pytest.raises(LlmaaaError, match=message):
             export_student(project, config)
-        assert [artifact["kind"] for artifact in project.store.artifacts()] == ["checkpoint"]
+        assert [artifact.kind for artifact in project.store.artifacts()] == ["checkpoint"]
         with pytest.raises(LlmaaaError, match="no exported student"):
             latest_export(project)
 
@@ -177,7 +177,7 @@ def test_an_export_past_tolerance_fails_and_registers_nothing(config: ExportConf
         with pytest.raises(LlmaaaError, match=message):
             export_student(project, config)
         assert project.store.artifacts() == registered  # a failed re-export adds nothing
-        assert latest_export(project)["id"] == good.artifacts["onnx-int8"]
+        assert latest_export(project).id == good.artifacts["onnx-int8"]
 
 
 @pytest.mark.slow
@@ -185,8 +185,8 @@ def test_an_fp32_only_export_registers_one_model(tmp_path: Path, tiny_encoder: P
     with trained_classifier(tmp_path, tiny_encoder) as project:
         report = export_student(project, ExportConfig(int8=False, threads=1))
         assert set(report.artifacts) == set(report.parity) == {"onnx"}
-        assert [artifact["kind"] for artifact in project.store.artifacts()] == ["onnx", "checkpoint"]
-        assert latest_export(project)["kind"] == "onnx"
+        assert [artifact.kind for artifact in project.store.artifacts()] == ["onnx", "checkpoint"]
+        assert latest_export(project).kind == "onnx"
         with pytest.raises(LlmaaaError, match="no exported student"):
             latest_export(project, int8=True)
 
@@ -215,8 +215,8 @@ def test_a_failed_re_export_keeps_the_registered_export_usable(tmp_path: Path, t
         with pytest.raises(PowerCut):
             export_student(project, ExportConfig(threads=1))
         artifact = latest_export(project)
-        path = Path(artifact["path"]) / artifact["info"]["file"]
-        assert path.exists() and sha256_file(path) == artifact["sha256"]
+        path = Path(artifact.path) / artifact.info["file"]
+        assert path.exists() and sha256_file(path) == artifact.sha256
 
 
 def test_exporting_without_a_trained_student_says_to_train(tmp_path: Path) -> None:

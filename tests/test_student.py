@@ -78,10 +78,10 @@ def test_a_run_saves_a_checkpoint_and_records_it(task: str, tmp_path: Path, tiny
             assert all(tokenizer.token_to_id(marker) is not None for marker in MARKERS)
 
         (artifact,) = project.store.artifacts()
-        assert artifact["id"] == report.artifact_id and artifact["run_id"] == report.run_id
-        assert artifact["kind"] == "checkpoint" and artifact["path"] == str(folder)
-        assert artifact["sha256"] == sha256_file(folder / "model.safetensors")
-        assert artifact["info"]["spec"]["labels"] == list(expected_labels)
+        assert artifact.id == report.artifact_id and artifact.run_id == report.run_id
+        assert artifact.kind == "checkpoint" and artifact.path == str(folder)
+        assert artifact.sha256 == sha256_file(folder / "model.safetensors")
+        assert artifact.info["spec"]["labels"] == list(expected_labels)
 
         (run,) = project.store.student_runs()
         assert (run["id"], run["status"], run["data_mode"], run["student"]) == (
@@ -131,7 +131,7 @@ def steps_by_phase(project: Project, encoder: Path, models_dir: Path, **override
 
 def test_llm_mode_trains_on_every_llm_label(classify_project: Project, tiny_encoder: Path, tmp_path: Path) -> None:
     report, steps = steps_by_phase(classify_project, tiny_encoder, tmp_path)
-    assert report.trained_on == 40 == classify_project.status()["counts"]["annotations"]
+    assert report.trained_on == 40 == classify_project.status().counts.annotations
     assert steps == {"llm": 5}  # 40 examples in batches of 8
 
 

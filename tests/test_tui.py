@@ -177,7 +177,7 @@ def done(app: LlmaaaApp) -> int:
 
 
 def stored(project: Project) -> int:
-    return int(project.status()["counts"]["annotations"])
+    return int(project.status().counts.annotations)
 
 
 def make_app(project: Project, tmp_path: Path, teacher: Teacher | None = None) -> LlmaaaApp:
@@ -274,7 +274,7 @@ async def test_import_screen_previews_and_imports_a_corpus(make_project: Callabl
         assert not isinstance(app.screen, ImportScreen)
         assert text(app, "#import-result") == "corpus.jsonl: 10 added, 0 already present"
         assert counts(app)["pool"] == 10
-    assert project.status()["counts"]["pool"] == 10
+    assert project.status().counts.pool == 10
 
 
 async def test_import_of_a_bad_file_names_the_line_and_changes_nothing(
@@ -317,19 +317,19 @@ async def test_models_tab_lists_files_and_applies_choices(tmp_path: Path) -> Non
         assert [row[:2] for row in listed] == [["tiny-hf", "hf"], ["x.gguf", "gguf"]]
         assert listed[1][2] == "0.0"  # MB
 
-        before = app.choices.teacher
+        before = app.session.teacher
         await type_into(pilot, "#teacher-ctx", "100")
         await press_button(pilot, "#apply-models")
         assert any(severity == "error" and "out of range" in message for severity, message in notes(app))
-        assert app.choices.teacher == before
+        assert app.session.teacher == before
 
         await type_into(pilot, "#teacher-model", "x")
         await type_into(pilot, "#teacher-threads", "2")
         await type_into(pilot, "#teacher-ctx", "4096")
         await type_into(pilot, "#student-model", "tiny-hf")
         await press_button(pilot, "#apply-models")
-        assert app.choices.teacher == TeacherSettings(model="x", n_ctx=4096, threads=2, n_gpu_layers=0)
-        assert app.choices.student == "tiny-hf"
+        assert app.session.teacher == TeacherSettings(model="x", n_ctx=4096, threads=2, n_gpu_layers=0)
+        assert app.session.student == "tiny-hf"
         assert ("information", "teacher x, student tiny-hf") in notes(app)
 
 
@@ -377,7 +377,7 @@ async def test_annotate_shows_live_progress_and_stores_everything(
         assert "annotate started" in "\n".join(app.query_one("#events", Log).lines)
         assert "6 annotated, 0 cached, 0 parse errors" in "\n".join(app.query_one("#events", Log).lines)
         assert teacher.calls == 6
-        assert teacher.loaded == [app.choices.teacher]  # the Models tab's choice reaches the factory
+        assert teacher.loaded == [app.session.teacher]  # the Models tab's choice reaches the factory
         assert counts(app)["annotations"] == 6
         await pilot.press("1")
         assert counts(app)["annotations"] == 6
@@ -472,7 +472,7 @@ async def test_a_failing_job_is_shown_not_raised(make_project: Callable[..., Pro
 async def test_train_export_and_label_with_the_tiny_student(tmp_path: Path, tiny_encoder: Path) -> None:
     project = student_project(tmp_path, "classify", pool=16, demo=8, test=8)
     app = make_app(project, tmp_path)
-    app.choices.student = str(tiny_encoder)
+    app.session.student = str(tiny_encoder)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3", "t")
         await wait_job(pilot, timeout=240)
@@ -652,11 +652,11 @@ async def test_metrics_show_teacher_student_cost_and_learning_curve(
         store = project.store
         store.start_round("default", 0, "entropy", {}, ["r01", "r02"])
         (first,) = store.rounds("default")
-        store.update_round(first["id"], "trained", 12.0, llm={"accuracy": 0.75}, student={"accuracy": 0.5})
-        store.finish_round(first["id"], 12.0, "default", 1, "entropy", {}, ["r03", "r04"])
+        store.update_round(first.id, "trained", 12.0, llm={"accuracy": 0.75}, student={"accuracy": 0.5})
+        store.finish_round(first.id, 12.0, "default", 1, "entropy", {}, ["r03", "r04"])
         (_, second) = store.rounds("default")
-        store.update_round(second["id"], "trained", 8.0, llm={"accuracy": 1.0}, student={"accuracy": 0.75})
-        store.finish_round(second["id"], 8.0, "default", 2, "entropy", {}, [])
+        store.update_round(second.id, "trained", 8.0, llm={"accuracy": 1.0}, student={"accuracy": 0.75})
+        store.finish_round(second.id, 8.0, "default", 2, "entropy", {}, [])
         await pilot.press("f5")
         curve = text(app, "#curve")
         assert curve.startswith("loop default:")
@@ -826,7 +826,7 @@ async def test_annotate_with_the_real_small_gguf(make_project: Callable[..., Pro
     project = make_project("classify", labels=["pos", "neg"], prompt=PromptSettings(demos="none"))
     project.import_corpus(write_file("pool.jsonl", pool_records()))
     app = LlmaaaApp(project.root, models_dir=models_dir)
-    app.choices.teacher = TeacherSettings(model="smollm2-135m", n_ctx=1024, threads=1)
+    app.session.teacher = TeacherSettings(model="smollm2-135m", n_ctx=1024, threads=1)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
         set_input(app, "#annotate-n", "3")

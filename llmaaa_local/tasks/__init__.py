@@ -1,95 +1,22 @@
 """The task interface: each task builds its prompts and output constraints, parses answers and scores labels.
 
-Annotator, trainer and loop call these methods and never branch on the task's name.
+Annotator, trainer and loop call these methods and never branch on the task's name. The interface and the prompt
+helpers live in `base`; this module picks the task for a project.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from ..config import ProjectSettings
+from .base import CONTENT_FREE, Parsed, Task, clip, label_lines
+from .classify import Classification
+from .ner import EntityRecognition
+from .relation import RelationClassification
 
-from ..config import ClipMode, ProjectSettings
-from ..llm import GenerateResponse, Request, ScoreResponse
-from ..records import Example, Label
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A parsed LLM answer. Scored tasks fill `scores` (raw log-probs per label) for calibration."""
-
-    label: Label | None
-    confidence: float | None
-    status: Literal["ok", "parse_error"] = "ok"
-    scores: dict[str, float] | None = None
-    baseline: dict[str, float] | None = None  # the same labels after a content-free input
-    error: str = ""
-    dropped: int = 0  # NER: output spans that are not in the text
-
-
-class Task(Protocol):
-    settings: ProjectSettings
-
-    @property
-    def scored(self) -> bool:
-        """True when answers are per-label scores (classification, relations) that can be calibrated."""
-        ...
-
-    def request(self, example: Example, demos: Sequence[Example], max_chars: int) -> Request: ...
-
-    def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed: ...
-
-    def label_from_value(self, example: Example, value: Any) -> Label:
-        """A label given in an imported annotations file; raises ValueError with a user-facing message."""
-        ...
-
-    def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
-                examples: Mapping[str, Example]) -> dict[str, float]: ...
+__all__ = ["CONTENT_FREE", "Parsed", "Task", "clip", "label_lines", "task_for"]
+TASKS: dict[str, type[Classification | EntityRecognition | RelationClassification]] = {
+    "classify": Classification, "ner": EntityRecognition, "re": RelationClassification,
+}
 
 
 def task_for(settings: ProjectSettings) -> Task:
-    from .classify import Classification
-    from .ner import EntityRecognition
-    from .relation import RelationClassification
-
-    tasks: dict[str, type[Classification | EntityRecognition | RelationClassification]] = {
-        "classify": Classification, "ner": EntityRecognition, "re": RelationClassification,
-    }
-    return tasks[settings.task](settings)
-
-
-CONTENT_FREE = "N/A"  # the input of the baseline prompt in contextual calibration
-
-
-def clip(text: str, max_chars: int, mode: ClipMode = "head") -> str:
-    """Keep at most `max_chars` characters at word boundaries, marking the cut with " … ": the start of the text, or
-    (head+tail) its first quarter and last three quarters, where reviews and reports tend to state their verdict
-    (Sun et al. 2019 found head+tail the best cut of long IMDb reviews)."""
-    if len(text) <= max_chars:
-        return text
-    if mode == "head+tail":
-        head_chars = max_chars // 4
-        head = _cut(text, head_chars)
-        tail = text[len(text) - (max_chars - len(head)):]
-        if not text[len(text) - len(tail) - 1].isspace() and " " in tail:
-            tail = tail.split(" ", 1)[1]
-        return f"{head} … {tail.lstrip()}"
-    return _cut(text, max_chars) + " …"
-
-
-def _cut(text: str, max_chars: int) -> str:
-    head = text[:max_chars]
-    if not text[max_chars].isspace() and " " in head:
-        head = head.rsplit(" ", 1)[0]
-    return head.rstrip()
-
-
-def label_lines(settings: ProjectSettings, defaults: Mapping[str, str] | None = None) -> str:
-    """One line per label as the model sees it (its verbalizer word, else its name), with its description."""
-    defaults = defaults or {}
-    lines = []
-    for label in settings.labels:
-        description = label.description or defaults.get(label.name, "")
-        word = settings.prompt.word(label.name)
-        lines.append(f"- {word}: {description}" if description else f"- {word}")
-    return "\n".join(lines)
+    return TASKS[settings.task](settings)

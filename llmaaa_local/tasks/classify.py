@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..llm import Prompt, ScoreRequest
 from ..records import Example
-from . import CONTENT_FREE, clip, label_lines
+from .base import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
 
 # Built-in instruction wordings `tune` chooses among: "list" lists the labels with their descriptions and ends every

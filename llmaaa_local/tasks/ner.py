@@ -19,7 +19,7 @@ from ..llm import GenerateRequest, GenerateResponse, Prompt, ScoreResponse
 from ..metrics import entity_f1
 from ..records import Example, Label, Span
 from ..spans import SpanError, char_to_token_span, check_spans, spans_to_tags, tags_to_spans
-from . import Parsed, label_lines
+from .base import Parsed, label_lines
 
 MAX_ENTITIES = 12
 MAX_SPAN_TOKENS = 8

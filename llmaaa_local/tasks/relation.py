@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from ..llm import Prompt, ScoreRequest
 from ..metrics import micro_f1_without
 from ..records import Example, Label
-from . import CONTENT_FREE, clip, label_lines
+from .base import CONTENT_FREE, clip, label_lines
 from .scoring import LabelScoring
 
 _ROLES = re.compile(r"^([A-Za-z]+)-([A-Za-z]+)\((e[12]),(e[12])\)$")

@@ -10,14 +10,14 @@ from ..config import ProjectSettings
 from ..llm import GenerateResponse, ScoreResponse
 from ..metrics import accuracy, macro_f1
 from ..records import Example, Label
-from . import Parsed
+from .base import Parsed
 
 
 def softmax(scores: Mapping[str, float]) -> dict[str, float]:
-    top = max(scores.values())
-    exps = {label: math.exp(value - top) for label, value in scores.items()}
-    total = sum(exps.values())
-    return {label: value / total for label, value in exps.items()}
+    from scipy.special import softmax as normalise
+
+    probabilities = normalise(list(scores.values()))
+    return {label: float(p) for label, p in zip(scores, probabilities, strict=True)}
 
 
 class LabelScoring:

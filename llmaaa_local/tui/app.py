@@ -7,100 +7,39 @@ library's progress callbacks consult, so the UI never blocks and a cancel loses 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from llmaaa_local.config import TeacherSettings
 from llmaaa_local.errors import LlmaaaError, explain
 from llmaaa_local.jobs import Cancelled, JobControl
-from llmaaa_local.llm import LLM
-from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
+from llmaaa_local.models import default_models_dir
 from llmaaa_local.project import Project
+from llmaaa_local.session import Session, TeacherFactory, load_teacher
 
+from .messages import Job, JobEnded, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
 from .panes import ExportPane, HomePane, MetricsPane, ModelsPane, ReviewPane, RunPane
 from .screens import HelpScreen, SpanEditor
 
-TeacherFactory = Callable[[TeacherSettings, Path], LLM]
-Job = Callable[[Project, JobControl], str]
 TABS = ("home", "models", "run", "review", "metrics", "export")
-
-
-@dataclass
-class Choices:
-    """What the user picked on the Models tab: the teacher and how it runs, and the student."""
-
-    teacher: TeacherSettings
-    student: str = DEFAULT_STUDENT
-    embedder: str = DEFAULT_STUDENT
-
-
-class JobStarted(Message):
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-
-
-class JobProgress(Message):
-    """A progress report from the worker: counts, a rates line, and optionally the newest annotation."""
-
-    def __init__(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
-                 ) -> None:
-        super().__init__()
-        self.name, self.done, self.total, self.rates, self.latest = name, done, total, rates, latest
-
-
-class JobLog(Message):
-    def __init__(self, line: str) -> None:
-        super().__init__()
-        self.line = line
-
-
-class JobEnded(Message):
-    def __init__(self, name: str, summary: str, failed: bool, cancelled: bool = False) -> None:
-        super().__init__()
-        self.name, self.summary, self.failed, self.cancelled = name, summary, failed, cancelled
-
-
-class ActionCommands(Provider):
-    """Every action of the app in the command palette."""
-
-    COMMANDS = [
-        ("Annotate pool examples with the LLM", "annotate"), ("Tune the prompt on gold examples", "tune"),
-        ("Train the student", "train"),
-        ("Export the student to ONNX", "export_student"), ("Label the corpus with the student", "label"),
-        ("Run the active-learning loop", "loop"), ("Pause the running job", "pause"),
-        ("Resume the paused job", "resume"), ("Cancel the running job", "cancel"),
-        ("Import a file", "import_file"), ("Open or create a project", "show_tab('home')"),
-        ("Pull the default models", "pull_defaults"), ("Review queue", "show_tab('review')"),
-        ("Metrics and learning curves", "show_tab('metrics')"), ("Export labels", "show_tab('export')"),
-        ("Refresh", "refresh"), ("Help and key bindings", "help"),
-    ]
-
-    async def discover(self) -> Hits:
-        for text, action in self.COMMANDS:
-            yield DiscoveryHit(text, self._runner(action), help=action)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, action in self.COMMANDS:
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), self._runner(action), help=action)
-
-    def _runner(self, action: str) -> Callable[[], Any]:
-        async def run() -> None:
-            await self.app.run_action(action)
-
-        return run
+# Every action of the app in the command palette, after Textual's own commands.
+ACTIONS = (
+    ("Annotate pool examples with the LLM", "start('annotate')"), ("Tune the prompt on gold examples", "start('tune')"),
+    ("Train the student", "start('train')"),
+    ("Export the student to ONNX", "start('export')"), ("Label the corpus with the student", "start('label')"),
+    ("Run the active-learning loop", "start('loop')"), ("Pause the running job", "pause"),
+    ("Resume the paused job", "resume"), ("Cancel the running job", "cancel"),
+    ("Import a file", "import_file"), ("Open or create a project", "show_tab('home')"),
+    ("Pull the default models", "pull_defaults"), ("Review queue", "show_tab('review')"),
+    ("Metrics and learning curves", "show_tab('metrics')"), ("Export labels", "show_tab('export')"),
+    ("Refresh", "refresh"), ("Help and key bindings", "help"),
+)
 
 
 class LlmaaaApp(App[None]):
@@ -108,7 +47,6 @@ class LlmaaaApp(App[None]):
 
     TITLE = "llmaaa-local"
     CSS_PATH = "app.tcss"
-    COMMANDS = App.COMMANDS | {ActionCommands}
     BINDINGS = [
         Binding("1", "show_tab('home')", "Home"), Binding("2", "show_tab('models')", "Models"),
         Binding("3", "show_tab('run')", "Run"), Binding("4", "show_tab('review')", "Review"),
@@ -122,12 +60,18 @@ class LlmaaaApp(App[None]):
                  teacher_factory: TeacherFactory | None = None, crash_note: str = "") -> None:
         super().__init__()
         self.crash_note = crash_note
-        self.project_dir = project_dir
-        self.models_dir = models_dir or default_models_dir()
-        self.choices = Choices(TeacherSettings())
-        self.teacher_factory = teacher_factory or _load_teacher
+        self.session = Session(project_dir, models_dir or default_models_dir(),
+                               teacher_factory=teacher_factory or load_teacher)
         self.control: JobControl | None = None
         self.job_name = ""
+
+    @property
+    def project_dir(self) -> Path | None:
+        return self.session.project_dir
+
+    @property
+    def models_dir(self) -> Path:
+        return self.session.models_dir
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -157,12 +101,23 @@ class LlmaaaApp(App[None]):
         """A fresh connection for the calling thread (SQLite connections stay in their thread)."""
         if self.project_dir is None:
             raise LlmaaaError("no project is open: create or open one on the Home tab")
-        return Project.open(self.project_dir)
+        return self.session.open()
 
-    def set_project(self, folder: Path) -> None:
-        self.project_dir = folder
-        self.sub_title = str(folder)
+    @on(ProjectChosen)
+    def set_project(self, message: ProjectChosen) -> None:
+        self.session.project_dir = message.folder
         self.action_refresh()
+
+    @on(ModelsChosen)
+    def _models_chosen(self, message: ModelsChosen) -> None:
+        self.session = replace(self.session, teacher=message.teacher, student=message.student)
+        self.notify(f"teacher {message.teacher.model}, student {message.student}")
+
+    def get_system_commands(self, screen: Screen) -> Iterator[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for text, action in ACTIONS:
+            name = action.partition("('")[2].rstrip("')") or action  # start('train') -> train
+            yield SystemCommand(text, name, lambda action=action: self.run_action(action))  # type: ignore[misc]
 
     # --- actions ---------------------------------------------------------------------------------------------
 
@@ -219,23 +174,9 @@ class LlmaaaApp(App[None]):
             self.control.cancel()
             self.query_one(RunPane).show_state("cancelling")
 
-    def action_annotate(self) -> None:
-        self.query_one(RunPane).start("annotate")
-
-    def action_tune(self) -> None:
-        self.query_one(RunPane).start("tune")
-
-    def action_train(self) -> None:
-        self.query_one(RunPane).start("train")
-
-    def action_export_student(self) -> None:
-        self.query_one(RunPane).start("export")
-
-    def action_label(self) -> None:
-        self.query_one(RunPane).start("label")
-
-    def action_loop(self) -> None:
-        self.query_one(RunPane).start("loop")
+    def action_start(self, job: str) -> None:
+        """Start a Run-tab job (annotate, tune, train, export, label, loop) from anywhere."""
+        self.query_one(RunPane).start(job)
 
     def action_import_file(self) -> None:
         self.action_show_tab("home")
@@ -247,17 +188,20 @@ class LlmaaaApp(App[None]):
 
     # --- the worker --------------------------------------------------------------------------------------------
 
-    def run_job(self, name: str, job: Job, needs_project: bool = True) -> bool:
-        """Start `job` in the worker thread unless one is running; False when refused."""
+    @on(StartJob)
+    def _start_job(self, message: StartJob) -> None:
+        """Start the job in the worker thread unless one is running."""
         if self.control is not None:
             self.notify(f"{self.job_name} is still running: pause, cancel (x) or wait", severity="warning")
-            return False
-        if needs_project and self.project_dir is None:
+            return
+        if message.needs_project and self.project_dir is None:
             self.notify("open or create a project first (Home tab)", severity="error")
-            return False
-        self.control, self.job_name = JobControl(), name
-        self._work(name, job, needs_project, self.control)
-        return True
+            return
+        self.control, self.job_name = JobControl(), message.name
+        if message.watch:
+            self.query_one(RunPane).watch_job()
+            self.action_show_tab("run")
+        self._work(message.name, message.job, message.needs_project, self.control)
 
     @work(thread=True, exclusive=True, group="job", exit_on_error=False)
     def _work(self, name: str, job: Job, needs_project: bool, control: JobControl) -> None:
@@ -300,31 +244,6 @@ class LlmaaaApp(App[None]):
         self.notify(f"{message.name}: {message.summary}", severity="error" if message.failed else "information",
                     timeout=8)
         self.refresh_panes()
-
-    def report(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
-               ) -> None:
-        """Called from the worker thread."""
-        self.post_message(JobProgress(name, done, total, rates, latest))
-
-    def log_line(self, line: str) -> None:
-        self.post_message(JobLog(line))
-
-    def teacher(self) -> LLM:
-        return self.teacher_factory(self.choices.teacher, self.models_dir)
-
-    def update_choices(self, **changes: Any) -> None:
-        teacher_fields = {k: v for k, v in changes.items() if k in TeacherSettings.__dataclass_fields__}
-        if teacher_fields:
-            self.choices.teacher = replace(self.choices.teacher, **teacher_fields)
-        for key in ("student", "embedder"):
-            if key in changes:
-                setattr(self.choices, key, changes[key])
-
-
-def _load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
-    from llmaaa_local.annotate import load_teacher
-
-    return load_teacher(settings, models_dir)
 
 
 def _bindings(items: Iterable[Binding | tuple[str, ...]]) -> list[Binding]:

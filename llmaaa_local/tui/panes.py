@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on
@@ -18,17 +19,15 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Log, Prog
 
 from llmaaa_local.config import TASKS, ProjectSettings, TeacherSettings, TrainConfig, parse_labels
 from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.evaluate import metric_line
+from llmaaa_local.jobs import JobControl
 from llmaaa_local.models import DEFAULT_MODELS, REGISTRY, list_models, pull
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
 from llmaaa_local.strategies import STRATEGIES
 
+from .messages import Host, Job, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
 from .screens import ImportScreen, SpanEditor
-
-if TYPE_CHECKING:
-    from llmaaa_local.jobs import JobControl
-
-    from .app import JobLog, JobProgress, JobStarted, LlmaaaApp
 
 FEED_ROWS = 50
 
@@ -38,15 +37,19 @@ class Pane(Widget, can_focus=True):
     its key bindings work at once."""
 
     @property
-    def main(self) -> LlmaaaApp:
-        return cast("LlmaaaApp", self.app)
+    def main(self) -> Host:
+        return cast(Host, self.app)
 
     def refresh_from_project(self) -> None:
         """Re-read the project; panes without project data do nothing."""
 
+    def log_line(self, line: str) -> None:
+        """A line for the job logs (Run and Models tabs); safe from the worker thread."""
+        self.post_message(JobLog(line))
+
     def project_or_none(self) -> Project | None:
         try:
-            return self.main.open_project()
+            return self.main.session.open()
         except LlmaaaError:
             return None
 
@@ -89,8 +92,8 @@ class HomePane(Pane):
             return
         with project:
             status = project.status()
-        info.update(Text(f"{status['project']}  task {status['task']}  labels {', '.join(status['labels']) or '-'}"))
-        for name, value in status["counts"].items():
+        info.update(Text(f"{status.project}  task {status.task}  labels {', '.join(status.labels) or '-'}"))
+        for name, value in asdict(status.counts).items():
             table.add_row(name, str(value))
 
     @on(Button.Pressed, "#open")
@@ -101,7 +104,7 @@ class HomePane(Pane):
         except LlmaaaError as error:
             self.notify(str(error), severity="error")
             return
-        self.main.set_project(folder)
+        self.post_message(ProjectChosen(folder))
 
     @on(Button.Pressed, "#create")
     def _create(self) -> None:
@@ -115,15 +118,16 @@ class HomePane(Pane):
         except LlmaaaError as error:
             self.notify(str(error), severity="error")
             return
-        self.main.set_project(folder)
+        self.post_message(ProjectChosen(folder))
         self.notify(f"created {folder}")
 
     @on(Button.Pressed, "#import")
     def action_import(self) -> None:
-        if self.main.project_dir is None:
+        project_dir = self.main.session.project_dir
+        if project_dir is None:
             self.notify("open or create a project first", severity="error")
             return
-        start = self.main.project_dir.parent if self.main.project_dir.parent.exists() else Path.cwd()
+        start = project_dir.parent if project_dir.parent.exists() else Path.cwd()
         self.app.push_screen(ImportScreen(start), self._imported)
 
     def _imported(self, choice: tuple[Path, str, str] | None) -> None:
@@ -132,17 +136,15 @@ class HomePane(Pane):
         path, kind, source = choice
         result = self.query_one("#import-result", Static)
 
-        def job(project: Project, control: JobControl) -> str:
-            if kind == "corpus":
-                report = project.import_corpus(path)
-            elif kind == "annotations":
-                report = project.import_annotations(path, source or path.stem)
-            else:
-                report = project.import_gold(path, kind)
+        session = self.main.session
+
+        def job(project: Project | None, control: JobControl) -> str:
+            assert project is not None
+            report = session.import_file(project, path, kind, source)
             return f"{path.name}: {report.added} added, {report.unchanged} already present"
 
         result.update(f"importing {path.name} ...")
-        self.main.run_job("import", job)
+        self.post_message(StartJob("import", job))
 
     def show_result(self, text: str, failed: bool) -> None:
         self.query_one("#import-result", Static).update(Text(text, style="red" if failed else "green"))
@@ -162,12 +164,12 @@ class ModelsPane(Pane):
                          tooltip="llmaaa-local doctor: CPU flags, the llama.cpp build, and a test decode of each GGUF")
             yield Label("Teacher (GGUF name or path), threads, context, GPU layers; student")
             with Horizontal(classes="row"):
-                yield Input(value=self.main.choices.teacher.model, id="teacher-model")
+                yield Input(value=self.main.session.teacher.model, id="teacher-model")
                 yield Input(placeholder="threads", id="teacher-threads", type="integer")
-                yield Input(value=str(self.main.choices.teacher.n_ctx), id="teacher-ctx", type="integer")
+                yield Input(value=str(self.main.session.teacher.n_ctx), id="teacher-ctx", type="integer")
                 yield Input(value="0", id="teacher-gpu", type="integer")
             with Horizontal(classes="row"):
-                yield Input(value=self.main.choices.student, id="student-model")
+                yield Input(value=self.main.session.student, id="student-model")
                 yield Button("Apply", id="apply-models", variant="primary")
             yield Log(id="pull-log", max_lines=200)
 
@@ -177,7 +179,7 @@ class ModelsPane(Pane):
     def refresh_from_project(self) -> None:
         table = self.query_one("#model-files", DataTable)
         table.clear()
-        for model in list_models(self.main.models_dir):
+        for model in list_models(self.main.session.models_dir):
             table.add_row(model.name, model.kind, f"{model.size / 1e6:.1f}", model.sha256[:12], model.registry)
 
     @on(Button.Pressed)
@@ -194,29 +196,29 @@ class ModelsPane(Pane):
         """The doctor's report in the log below: each GGUF decodes in a child, so a crash cannot take the UI."""
         from llmaaa_local.doctor import diagnose
 
-        models_dir, threads = self.main.models_dir, self.main.choices.teacher.threads
+        models_dir, threads = self.main.session.models_dir, self.main.session.teacher.threads
 
         def job(_: Project | None, control: JobControl) -> str:
             ggufs = [(model.name, model.path) for model in list_models(models_dir) if model.kind == "gguf"]
             diagnosis = diagnose(ggufs, threads)
             for line in diagnosis.lines():
-                self.main.log_line(line)
+                self.log_line(line)
             if not diagnosis.ok:
                 raise LlmaaaError("problems found: see the log on the Models tab")
             return "this machine runs every GGUF"
 
-        self.main.run_job("doctor", job, needs_project=False)
+        self.post_message(StartJob("doctor", job, needs_project=False))
 
     def pull(self, *names: str) -> None:
-        models_dir = self.main.models_dir
+        models_dir = self.main.session.models_dir
 
         def job(_: Project | None, control: JobControl) -> str:
             for name in names:
                 control.checkpoint()
-                pull(name, models_dir, log=self.main.log_line)
+                pull(name, models_dir, log=self.log_line)
             return f"pulled {', '.join(names)}"
 
-        self.main.run_job("pull", job, needs_project=False)
+        self.post_message(StartJob("pull", job, needs_project=False))
 
     def pull_defaults(self) -> None:
         self.pull(*DEFAULT_MODELS)
@@ -233,9 +235,8 @@ class ModelsPane(Pane):
         except (LlmaaaError, ValueError) as error:
             self.notify(str(error), severity="error")
             return
-        self.main.choices.teacher = teacher
-        self.main.choices.student = self.query_one("#student-model", Input).value.strip() or self.main.choices.student
-        self.notify(f"teacher {teacher.model}, student {self.main.choices.student}")
+        student = self.query_one("#student-model", Input).value.strip() or self.main.session.student
+        self.post_message(ModelsChosen(teacher, student))
 
     def add_log(self, line: str) -> None:
         self.query_one("#pull-log", Log).write_line(line)
@@ -291,103 +292,100 @@ class RunPane(Pane):
     def start(self, job: str) -> None:
         jobs = {"annotate": self._annotate_job, "tune": self._tune_job, "train": self._train_job,
                 "export": self._export_job, "label": self._label_job, "loop": self._loop_job}
-        if self.main.run_job(job, jobs[job]()):
-            self.feed.clear()
-            self.query_one("#feed", DataTable).clear()
-            self.show_state("running")
-            self.main.action_show_tab("run")
+        self.post_message(StartJob(job, jobs[job](), watch=True))
 
-    # The job builders run their closures in the worker thread, with their own project connection.
+    def watch_job(self) -> None:
+        """A job of this tab was accepted: clear the feed and show it running."""
+        self.feed.clear()
+        self.query_one("#feed", DataTable).clear()
+        self.show_state("running")
 
-    def _annotate_job(self) -> Any:
-        app, n = self.main, self.number("#annotate-n", 100)
+    def report(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
+               ) -> None:
+        """Progress from the worker thread (posting a message is thread-safe)."""
+        self.post_message(JobProgress(name, done, total, rates, latest))
 
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.annotate import AnnotateConfig, Annotator
+    # The job builders take the session as it is now; their closures run in the worker thread, with their own
+    # project connection.
 
-            annotator = Annotator(project, app.teacher(), _embedder(app, project))
-            report = annotator.run(AnnotateConfig(n=n, seed=app.choices.teacher.seed),
-                                   control.watch(lambda p: app.report("annotate", p.done, p.total, _rates(p),
-                                                                      _latest(p))))
+    def _annotate_job(self) -> Job:
+        session, n = self.main.session, self.number("#annotate-n", 100)
+
+        def job(project: Project | None, control: JobControl) -> str:
+            from llmaaa_local.annotate import AnnotateConfig
+
+            assert project is not None
+            report = session.annotate(project, AnnotateConfig(n=n, seed=session.teacher.seed), lambda p: self.report(
+                "annotate", p.done, p.total, _rates(p), _latest(p)), control)
             return f"{report.annotated} annotated, {report.cached} cached, {report.parse_errors} parse errors"
 
         return job
 
-    def _tune_job(self) -> Any:
-        app = self.main
+    def _tune_job(self) -> Job:
+        session = self.main.session
 
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.annotate import load_embedder
-            from llmaaa_local.tune import PromptTuner, TuneConfig
+        def job(project: Project | None, control: JobControl) -> str:
+            from llmaaa_local.tune import TuneConfig
 
-            embed = load_embedder(app.choices.embedder, app.models_dir, project) \
-                if project.status()["counts"]["demo"] else None
-            tuner = PromptTuner(project, app.teacher(), embed)
-            report = tuner.run(TuneConfig(seed=app.choices.teacher.seed), control.watch(
-                lambda p: app.report("tune", p.done, p.total, f"tune rung {p.rung}: {p.variants} variants x "
-                                     f"{p.examples} gold  ETA {_eta(p.eta_seconds)}  {p.latest}")))
+            assert project is not None
+            report = session.tune(project, TuneConfig(seed=session.teacher.seed), lambda p: self.report(
+                "tune", p.done, p.total, f"tune rung {p.rung}: {p.variants} variants x {p.examples} gold  ETA "
+                f"{_eta(p.eta_seconds)}  {p.latest}"), control)
             return (f"chose {report.chosen.describe()}: {report.metric} {report.chosen.score:.3f} on "
                     f"{report.chosen.n} gold (before: {report.default.score:.3f}); {report.calls} LLM calls")
 
         return job
 
-    def _train_job(self) -> Any:
-        app = self.main
+    def _train_job(self) -> Job:
+        session = self.main.session
 
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.student import Trainer
-
-            config = TrainConfig(student=app.choices.student)
-            report = Trainer(project, config, app.models_dir, control.watch(
-                lambda p: app.report("train", p.step, p.steps, f"{p.phase} epoch {p.epoch}/{p.epochs}  "
-                                                              f"loss {p.loss:.4f}"))).run()
+        def job(project: Project | None, control: JobControl) -> str:
+            assert project is not None
+            report = session.train(project, None, lambda p: self.report(
+                "train", p.step, p.steps, f"{p.phase} epoch {p.epoch}/{p.epochs}  loss {p.loss:.4f}"), control)
             test = report.metrics.get("test", report.metrics.get("validation", {}))
-            return f"student run {report.run_id} trained on {report.trained_on}: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float))
+            return f"student run {report.run_id} trained on {report.trained_on}: " + metric_line(
+                {k: v for k, v in test.items() if isinstance(v, float)})
 
         return job
 
-    def _export_job(self) -> Any:
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.export import ExportConfig, export_student
+    def _export_job(self) -> Job:
+        session = self.main.session
 
-            control.checkpoint()
-            report = export_student(project, ExportConfig())
+        def job(project: Project | None, control: JobControl) -> str:
+            assert project is not None
+            report = session.export(project, control=control)
             return "exported; parity " + ", ".join(f"{kind} {p['agreement']:.0%}" for kind, p in report.parity.items())
 
         return job
 
-    def _label_job(self) -> Any:
-        app = self.main
+    def _label_job(self) -> Job:
+        session = self.main.session
 
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.labeler import label_corpus
-
-            report = label_corpus(project, on_progress=control.watch(
-                lambda p: app.report("label", p.done, p.total, f"{p.docs_per_second:.1f} docs/s  ETA "
-                                                               f"{_eta(p.eta_seconds)}")))
+        def job(project: Project | None, control: JobControl) -> str:
+            assert project is not None
+            report = session.label(project, on_progress=lambda p: self.report(
+                "label", p.done, p.total, f"{p.docs_per_second:.1f} docs/s  ETA {_eta(p.eta_seconds)}"),
+                control=control)
             return f"{report.labeled} labeled, {report.skipped} already labeled"
 
         return job
 
-    def _loop_job(self) -> Any:
-        app = self.main
+    def _loop_job(self) -> Job:
+        session = self.main.session
         strategy = str(self.query_one("#strategy", Select).value)
         budget = self.number("#budget", 300)
 
-        def job(project: Project, control: JobControl) -> str:
-            from llmaaa_local.annotate import Annotator
-            from llmaaa_local.loop import ActiveLearningLoop, LoopConfig
+        def job(project: Project | None, control: JobControl) -> str:
+            from llmaaa_local.loop import LoopConfig
 
+            assert project is not None
             config = LoopConfig(name=f"tui-{strategy}", strategy=strategy, budget=budget,
-                                train=TrainConfig(student=app.choices.student))
-            annotator = Annotator(project, app.teacher(), _embedder(app, project))
-            loop = ActiveLearningLoop(
-                project, config, annotator, app.models_dir,
-                on_event=control.watch(lambda e: app.log_line(f"round {e.round}: {e.stage} {e.detail}")),
-                on_annotate=control.watch(lambda p: app.report("loop", p.done, p.total, _rates(p), _latest(p))),
-                on_train=control.watch(lambda p: app.report("loop", p.step, p.steps, f"training epoch {p.epoch}")))
-            rounds = loop.run()
+                                train=TrainConfig(student=session.student))
+            rounds = session.loop(
+                project, config, on_event=lambda e: self.log_line(f"round {e.round}: {e.stage} {e.detail}"),
+                on_annotate=lambda p: self.report("loop", p.done, p.total, _rates(p), _latest(p)),
+                on_train=lambda p: self.report("loop", p.step, p.steps, f"training epoch {p.epoch}"), control=control)
             return f"loop {config.name}: {len(rounds)} rounds"
 
         return job
@@ -414,14 +412,6 @@ class RunPane(Pane):
                                                   f"{summary}")
         state = "failed" if failed else "cancelled" if cancelled else "finished"
         self.query_one("#state", Static).update(f"{name}: {state}")
-
-
-def _embedder(app: LlmaaaApp, project: Project) -> Any:
-    if not project.settings.prompt.uses_embeddings or not project.status()["counts"]["demo"]:
-        return None
-    from llmaaa_local.annotate import load_embedder
-
-    return load_embedder(app.choices.embedder, app.models_dir, project)
 
 
 def _rates(progress: Any) -> str:
@@ -521,7 +511,7 @@ class ReviewPane(Pane):
         if item is None:
             return
         try:
-            with self.main.open_project() as project:
+            with self.main.session.open() as project:
                 label = decide(project, item, decision, typed)  # type: ignore[arg-type]
         except LlmaaaError as error:
             self.notify(str(error), severity="error")
@@ -594,7 +584,7 @@ class MetricsPane(Pane):
 
     def refresh_from_project(self) -> None:
         from llmaaa_local.charts import learning_curve_text
-        from llmaaa_local.evaluate import evaluate
+        from llmaaa_local.evaluate import Evaluation, evaluate
 
         project = self.project_or_none()
         table = self.query_one("#quality", DataTable)
@@ -602,26 +592,22 @@ class MetricsPane(Pane):
         if project is None:
             return
         with project:
-            status = project.status()
+            status, curves = project.status(), project.learning_curves()
             try:
                 result = evaluate(project)
             except LlmaaaError:
-                result = {}
-        for name in ("llm", "student"):
-            if name in result:
-                summary = result[name]
-                scores = "  ".join(f"{k} {v:.3f}" for k, v in summary.items()
-                                   if isinstance(v, float) and k not in ("coverage", "parse_error_rate"))
-                table.add_row("teacher (LLM)" if name == "llm" else "student", summary["split"], str(summary["n"]),
-                              scores)
-        if "agreement" in result:
-            table.add_row("LLM = student", "pool", str(result["agreement"]["n"]), f"{result['agreement']['rate']:.1%}")
-        cost = status["cost"]
+                result = Evaluation()
+        for name, scores in (("teacher (LLM)", result.llm), ("student", result.student)):
+            if scores is not None:
+                table.add_row(name, scores.split, str(scores.n), scores.line())
+        if result.agreement is not None:
+            table.add_row("LLM = student", "pool", str(result.agreement.n), f"{result.agreement.rate:.1%}")
+        cost = status.cost
         self.query_one("#cost", Static).update(
-            f"LLM cost: {status['counts']['annotations']} annotations, {cost['tokens_in']} prompt tokens "
-            f"({cost['tokens_evaluated']} evaluated), {cost['tokens_out']} generated, {cost['seconds']:.0f}s")
-        curves = [f"loop {name}:\n{learning_curve_text(curve)}" for name, curve in status["loops"].items()]
-        self.query_one("#curve", Static).update("\n\n".join(curves) or "no active-learning rounds yet")
+            f"LLM cost: {status.counts.annotations} annotations, {cost.tokens_in} prompt tokens "
+            f"({cost.tokens_evaluated} evaluated), {cost.tokens_out} generated, {cost.seconds:.0f}s")
+        charts = [f"loop {name}:\n{learning_curve_text(curve)}" for name, curve in curves.items()]
+        self.query_one("#curve", Static).update("\n\n".join(charts) or "no active-learning rounds yet")
 
 
 # --- Export ----------------------------------------------------------------------------------------------------------
@@ -653,7 +639,7 @@ class ExportPane(Pane):
                 minimum = float(self.query_one("#export-min", Input).value or 0)
             except ValueError:
                 raise LlmaaaError("the minimum confidence must be a number from 0 to 1") from None
-            with self.main.open_project() as project:
+            with self.main.session.open() as project:
                 if not path.is_absolute():
                     path = project.root / path
                 count = project.export_labels(path, str(self.query_one("#export-format", Select).value), sources,

@@ -1,0 +1,84 @@
+"""What the TUI's parts tell each other: job messages from the worker, requests from the panes to the app, and what
+a pane may read of the app (its session and the running job's name). Panes post these; they never set app state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from textual.message import Message
+
+from llmaaa_local.config import TeacherSettings
+from llmaaa_local.jobs import JobControl
+from llmaaa_local.project import Project
+from llmaaa_local.session import Session
+
+# A job runs in the worker thread with its own project connection (None for jobs that need no project) and returns
+# the one-line summary the Run tab and a notification show.
+Job = Callable[[Project | None, JobControl], str]
+
+
+class Host(Protocol):
+    """What panes read of the app."""
+
+    session: Session
+    job_name: str
+
+
+# --- from the worker ---------------------------------------------------------------------------------------------
+
+
+class JobStarted(Message):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class JobProgress(Message):
+    """A progress report from the worker: counts, a rates line, and optionally the newest annotation."""
+
+    def __init__(self, name: str, done: int, total: int | None, rates: str, latest: dict[str, Any] | None = None,
+                 ) -> None:
+        super().__init__()
+        self.name, self.done, self.total, self.rates, self.latest = name, done, total, rates, latest
+
+
+class JobLog(Message):
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+
+class JobEnded(Message):
+    def __init__(self, name: str, summary: str, failed: bool, cancelled: bool = False) -> None:
+        super().__init__()
+        self.name, self.summary, self.failed, self.cancelled = name, summary, failed, cancelled
+
+
+# --- from the panes ----------------------------------------------------------------------------------------------
+
+
+class StartJob(Message):
+    """Run `job` in the worker unless one is running; `watch`: show it on the Run tab (its live feed)."""
+
+    def __init__(self, name: str, job: Job, needs_project: bool = True, watch: bool = False) -> None:
+        super().__init__()
+        self.name, self.job, self.needs_project, self.watch = name, job, needs_project, watch
+
+
+class ProjectChosen(Message):
+    """The user opened or created the project in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+
+class ModelsChosen(Message):
+    """The user applied teacher settings and a student on the Models tab."""
+
+    def __init__(self, teacher: TeacherSettings, student: str) -> None:
+        super().__init__()
+        self.teacher, self.student = teacher, student
