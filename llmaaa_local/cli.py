@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -41,7 +41,14 @@ from .project import LABEL_SOURCES, ImportReport, Project, learning_curve
 from .session import Session, tune_hint
 from .strategies import STRATEGIES
 
+if TYPE_CHECKING:
+    from .annotate import AnnotateProgress
+    from .labeler import LabelProgress
+    from .student import TrainProgress
+    from .tune import TuneProgress
+
 F = TypeVar("F", bound=Callable[..., Any])
+P = TypeVar("P")
 
 
 class Context:
@@ -338,7 +345,7 @@ def tune(obj: Context, budget: int, first_rung: int, embedder: str, **teacher: A
 
 
 @contextmanager
-def progress_bar(columns: Callable[[Any], dict[str, Any]]) -> Iterator[Callable[[Any], None]]:
+def progress_bar(columns: Callable[[P], dict[str, Any]]) -> Iterator[Callable[[P], None]]:
     """A rich progress bar (stage, bar, done/total, a rates line) that `columns` fills from each progress report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -352,19 +359,19 @@ def _eta(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f}s"
 
 
-def _annotate_columns(progress: Any) -> dict[str, Any]:
+def _annotate_columns(progress: AnnotateProgress) -> dict[str, Any]:
     rates = (f"{progress.docs_per_second:5.2f} docs/s  {progress.tokens_per_second:6.0f} tok/s  "
              f"ETA {_eta(progress.eta_seconds):>6}  cached {progress.cached}")
     return {"description": progress.stage, "total": progress.total, "completed": progress.done, "rates": rates}
 
 
-def _tune_columns(progress: Any) -> dict[str, Any]:
+def _tune_columns(progress: TuneProgress) -> dict[str, Any]:
     return {"description": f"tune rung {progress.rung}: {progress.variants} variants x {progress.examples} gold",
             "total": progress.total, "completed": progress.done,
             "rates": f"ETA {_eta(progress.eta_seconds)}  {progress.latest}"}
 
 
-def _train_columns(progress: Any) -> dict[str, Any]:
+def _train_columns(progress: TrainProgress) -> dict[str, Any]:
     loss = f"loss {progress.loss:.4f}"
     if progress.validation_loss is not None:
         loss += f"  gold loss {progress.validation_loss:.4f}"
@@ -372,7 +379,7 @@ def _train_columns(progress: Any) -> dict[str, Any]:
             "completed": progress.step, "rates": loss}
 
 
-def _label_columns(progress: Any) -> dict[str, Any]:
+def _label_columns(progress: LabelProgress) -> dict[str, Any]:
     return {"description": "label", "total": progress.total, "completed": progress.done,
             "rates": f"{progress.docs_per_second:6.1f} docs/s  ETA {_eta(progress.eta_seconds)}"}
 

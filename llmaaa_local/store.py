@@ -586,10 +586,9 @@ class Store:
         return [Artifact(**row | {name: json.loads(row[name] or "{}") for name in ("info", "metrics")}) for row in rows]
 
     def student_runs(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT id, student, data_mode, status, metrics, round_id, started_at, finished_at "
-                               "FROM student_runs ORDER BY id")
-        keys = ("id", "student", "data_mode", "status", "metrics", "round_id", "started_at", "finished_at")
-        return [{**dict(zip(keys, row, strict=True)), "metrics": json.loads(row[4] or "{}")} for row in rows]
+        rows = self.db.query("SELECT id, student, data_mode, status, metrics, round_id, started_at, finished_at "
+                             "FROM student_runs ORDER BY id")
+        return [row | {"metrics": json.loads(row["metrics"] or "{}")} for row in rows]
 
     # active-learning rounds -------------------------------------------------------------------------------------
 
@@ -686,22 +685,18 @@ class Store:
         return [row[0] for row in self.db.execute("SELECT DISTINCT source FROM annotations ORDER BY source")]
 
     def recent_annotations(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.db.execute(
+        rows = self.db.query(
             "SELECT a.example_id, e.text, a.label, a.confidence, a.status, a.source FROM annotations a "
             "JOIN examples e ON e.id = a.example_id ORDER BY a.id DESC LIMIT ?",
             [limit],
         )
-        keys = ("example_id", "text", "label", "confidence", "status", "source")
-        return [dict(zip(keys, (*row[:2], label_from_json(row[2]), *row[3:]), strict=True)) for row in rows]
+        return [row | {"label": label_from_json(row["label"])} for row in rows]
 
     def annotation_counts(self) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'parse_error'), 0), COALESCE(SUM(tokens_in), 0), "
-            "COALESCE(SUM(tokens_evaluated), 0), COALESCE(SUM(tokens_out), 0), COALESCE(SUM(seconds), 0) "
-            "FROM annotations"
-        ).fetchone()
-        keys = ("annotations", "parse_errors", "tokens_in", "tokens_evaluated", "tokens_out", "seconds")
-        return dict(zip(keys, row, strict=True))
+        return next(self.db.query(
+            "SELECT COUNT(*) AS annotations, COALESCE(SUM(status = 'parse_error'), 0) AS parse_errors, "
+            "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_evaluated), 0) AS tokens_evaluated, "
+            "COALESCE(SUM(tokens_out), 0) AS tokens_out, COALESCE(SUM(seconds), 0) AS seconds FROM annotations"))
 
     def latest_labels(self, source: str = "", split: Split | None = None,
                       ) -> Iterator[tuple[str, Label, float | None, str]]:

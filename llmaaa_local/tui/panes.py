@@ -6,7 +6,7 @@ import time
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import on
@@ -28,6 +28,10 @@ from llmaaa_local.strategies import STRATEGIES
 
 from .messages import Host, Job, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
 from .screens import ImportScreen, SpanEditor
+
+if TYPE_CHECKING:
+    from llmaaa_local.annotate import AnnotateProgress
+    from llmaaa_local.review import ReviewItem
 
 FEED_ROWS = 50
 
@@ -414,7 +418,7 @@ class RunPane(Pane):
         self.query_one("#state", Static).update(f"{name}: {state}")
 
 
-def _rates(progress: Any) -> str:
+def _rates(progress: AnnotateProgress) -> str:
     return (f"{progress.stage}: {progress.docs_per_second:.2f} docs/s  {progress.tokens_per_second:.0f} tok/s  "
             f"ETA {_eta(progress.eta_seconds)}  cached {progress.cached}")
 
@@ -423,7 +427,7 @@ def _eta(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f}s"
 
 
-def _latest(progress: Any) -> dict[str, Any] | None:
+def _latest(progress: AnnotateProgress) -> dict[str, Any] | None:
     annotation = progress.latest
     if annotation is None:
         return None
@@ -443,10 +447,10 @@ class ReviewPane(Pane):
 
     def __init__(self) -> None:
         super().__init__()
-        self.items: dict[str, Any] = {}
+        self.items: dict[str, ReviewItem] = {}
         self.task_name = "classify"
         self.types: tuple[str, ...] = ()
-        self.editing: Any = None  # the item the span editor is open on; the queue may refresh under it
+        self.editing: ReviewItem | None = None  # the item the span editor is open on; the queue may refresh under it
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -483,7 +487,7 @@ class ReviewPane(Pane):
                           key=item.example.id)
         self._show_detail()
 
-    def current(self) -> Any:
+    def current(self) -> ReviewItem | None:
         table = self.query_one("#queue", DataTable)
         if not self.items or table.cursor_row is None or table.row_count == 0:
             return None
@@ -501,7 +505,7 @@ class ReviewPane(Pane):
         if table.row_count and not busy:
             table.move_cursor(row=min(max(table.cursor_row + step, 0), table.row_count - 1))
 
-    def action_decide(self, decision: str, typed: object = None, item: Any = None) -> None:
+    def action_decide(self, decision: str, typed: object = None, item: ReviewItem | None = None) -> None:
         from llmaaa_local.review import decide
 
         if item is None and self.editing is not None:
@@ -529,7 +533,8 @@ class ReviewPane(Pane):
         if self.task_name == "ner":
             self.editing = item
             start = item.llm_label or item.student_label or ()
-            editor = SpanEditor(item.example.tokens or (), self.types, tuple(start), id="span-editor")
+            spans = () if isinstance(start, str) else tuple(start)  # NER labels are spans
+            editor = SpanEditor(item.example.tokens or (), self.types, spans, id="span-editor")
             self.mount(editor)
             editor.focus()
             return
@@ -548,7 +553,8 @@ class ReviewPane(Pane):
     def _spans_saved(self, event: SpanEditor.Saved) -> None:
         item, self.editing = self.editing, None
         self.query_one(SpanEditor).remove()
-        self.action_decide("typed", _tags(item, event.spans), item=item)
+        if item is not None:  # the editor only opens on an item
+            self.action_decide("typed", _tags(item, event.spans), item=item)
 
     @on(SpanEditor.Abandoned)
     def _spans_abandoned(self) -> None:
@@ -556,7 +562,7 @@ class ReviewPane(Pane):
         self.query_one(SpanEditor).remove()
 
 
-def _tags(item: Any, spans: tuple[Span, ...]) -> list[str]:
+def _tags(item: ReviewItem, spans: tuple[Span, ...]) -> list[str]:
     from llmaaa_local.spans import spans_to_tags
 
     return spans_to_tags(spans, len(item.example.tokens or ()))
