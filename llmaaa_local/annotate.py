@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +20,7 @@ from .calibration import Calibration, CalibrationFit, fit
 from .config import PromptSettings, TeacherSettings
 from .demos import DemoPool
 from .errors import LlmaaaError
-from .llm import LLM, ContextOverflow, GenerateRequest, GenerateResponse, Request, ScoreResponse, cache_key
+from .llm import LLM, ContextOverflow, GenerateRequest, GenerateResponse, Request, ScoreResponse, cache_key, run_many
 from .models import resolve, verified_sha256
 from .project import Project
 from .records import Annotation, Example
@@ -99,6 +99,18 @@ class AnnotateReport:
     seconds: float  # wall time, calibration and cache lookups included
     llm_seconds: float = 0.0  # time spent in LLM calls made by this run
     teacher_sha256: str = ""  # the model file that made the labels
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One request to the LLM for one example, with what made it (for a shorter retry) and its cache key."""
+
+    example: Example
+    demos: list[Example]
+    max_chars: int
+    request: Request
+    decoding: dict[str, object]
+    key: str
 
 
 class Annotator:
@@ -194,11 +206,16 @@ class Annotator:
 
     def _annotate(self, examples: Sequence[Example], progress: AnnotateProgress,
                   on_progress: Callable[[AnnotateProgress], None] | None, round_id: int | None) -> None:
+        """Ask the LLM about every example whose request is not cached, storing each answer as it comes back.
+
+        With one worker the requests go one at a time, in plan order; with several (a RequestPool) several are in
+        flight, and an example whose request is already in flight waits for that answer and gets its own copy."""
         if not examples:
             return
         progress.total += len(examples)
-        for example, demos in self.plan(examples):
-            annotation = self._annotate_one(example, demos, round_id)
+        waiting: dict[str, list[Example]] = {}  # request key in flight -> examples with the same request
+
+        def counted(example: Example, annotation: Annotation | None) -> None:
             progress.done += 1
             if annotation is None:
                 progress.cached += 1
@@ -212,6 +229,30 @@ class Annotator:
             if on_progress is not None:
                 on_progress(progress)
 
+        def requests() -> Iterator[tuple[_Asked, Request, Hashable]]:
+            for example, demos in self.plan(examples):
+                asked = self._asked(example, demos, self.prompt.max_chars)
+                if asked.key in waiting:
+                    waiting[asked.key].append(example)
+                elif self._copied(asked, round_id):
+                    counted(example, None)
+                else:
+                    waiting[asked.key] = []
+                    yield asked, asked.request, tuple(demo.id for demo in demos)
+
+        for asked, answer in run_many(self.llm, requests()):
+            twins = waiting.pop(asked.key)
+            while isinstance(answer, ContextOverflow):
+                asked = self._shorter(asked)
+                if self._copied(asked, round_id):
+                    break
+                ((_, answer),) = run_many(self.llm, [(None, asked.request, ())])
+            annotation = None if isinstance(answer, ContextOverflow) else self._store(asked, answer, round_id)
+            counted(asked.example, annotation)
+            for twin in twins:
+                self.store.copy_answer(asked.key, twin.id, round_id)
+                counted(twin, None)
+
     def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
         """Each example with its demonstrations, in the order they are sent: prompts that start with the same
         demonstrations run back to back, so the KV cache reuses them too."""
@@ -221,28 +262,30 @@ class Annotator:
         planned.sort(key=lambda item: tuple(demo.id for demo in item[1]))
         return planned
 
-    def _annotate_one(self, example: Example, demos: list[Example], round_id: int | None) -> Annotation | None:
-        """Ask the LLM about one example unless the same request is cached; None when cached."""
-        max_chars = self.prompt.max_chars
-        while True:
-            request = self.task.request(example, demos, max_chars)
-            decoding = _decoding(request)
-            key = cache_key(self.llm.model_sha256, request, decoding)
-            if self.store.cached_keys([key, f"{key}:{example.id}"]):
-                # asked before; if for another example with the same text, this one gets its own copy of the answer
-                self.store.copy_answer(key, example.id, round_id)
-                return None
-            try:
-                response = request.run(self.llm)
-                break
-            except ContextOverflow:
-                if min(max_chars, len(example.text)) > MIN_CHARS:
-                    max_chars = max(MIN_CHARS, min(max_chars, len(example.text)) // 2)
-                elif demos:
-                    demos = demos[1:]  # the least similar demonstration goes first
-                else:
-                    raise LlmaaaError(f"example {example.id!r}: even a {MIN_CHARS}-character prompt does not fit "
-                                      "the context window; raise --n-ctx") from None
+    def _asked(self, example: Example, demos: list[Example], max_chars: int) -> _Asked:
+        request = self.task.request(example, demos, max_chars)
+        decoding = _decoding(request)
+        return _Asked(example, demos, max_chars, request, decoding, cache_key(self.llm.model_sha256, request, decoding))
+
+    def _copied(self, asked: _Asked, round_id: int | None) -> bool:
+        """True when the request was answered before: the example gets (its own copy of) that answer."""
+        if not self.store.cached_keys([asked.key, f"{asked.key}:{asked.example.id}"]):
+            return False
+        self.store.copy_answer(asked.key, asked.example.id, round_id)
+        return True
+
+    def _shorter(self, asked: _Asked) -> _Asked:
+        """The request again after a context overflow: the text halved, else one demonstration fewer."""
+        example, demos, max_chars = asked.example, asked.demos, asked.max_chars
+        if min(max_chars, len(example.text)) > MIN_CHARS:
+            return self._asked(example, demos, max(MIN_CHARS, min(max_chars, len(example.text)) // 2))
+        if demos:
+            return self._asked(example, demos[1:], max_chars)  # the least similar demonstration goes first
+        raise LlmaaaError(f"example {example.id!r}: even a {MIN_CHARS}-character prompt does not fit the context "
+                          "window; raise --n-ctx")
+
+    def _store(self, asked: _Asked, response: ScoreResponse | GenerateResponse, round_id: int | None) -> Annotation:
+        example, demos, max_chars, request = asked.example, asked.demos, asked.max_chars, asked.request
         parsed = self._calibrated(self.task.parse(example, response))
         flags: dict[str, Any] = {}
         if len(example.text) > max_chars:
@@ -253,8 +296,8 @@ class Annotator:
             flags["tags"] = spans_to_tags(parsed.label, len(example.tokens))  # the spans as BIO tags, per token
         annotation = Annotation(
             example_id=example.id, source=self.source, label=parsed.label, confidence=parsed.confidence,
-            status=parsed.status, cache_key=key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,
-            prompt_hash=request.key(), decoding=decoding, demo_ids=tuple(demo.id for demo in demos),
+            status=parsed.status, cache_key=asked.key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,
+            prompt_hash=request.key(), decoding=asked.decoding, demo_ids=tuple(demo.id for demo in demos),
             raw_output=_raw(response), scores=parsed.scores, baseline=parsed.baseline,
             calibrated=_probabilities(parsed, self.calibration), tokens_in=response.cost.tokens_in,
             tokens_evaluated=response.cost.tokens_evaluated, tokens_out=response.cost.tokens_out,

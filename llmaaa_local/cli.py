@@ -20,10 +20,12 @@ from . import __version__
 from .charts import learning_curve_text
 from .config import (
     DEMO_MODES,
+    ENGINES,
     GOLD_SPLITS,
     POOLINGS,
     TASKS,
     TRUNCATIONS,
+    EngineSettings,
     LabelInfo,
     ProjectSettings,
     PromptSettings,
@@ -61,8 +63,10 @@ class Context:
     def open(self) -> Project:
         return Project.open(self.project_dir)
 
-    def session(self, teacher: TeacherSettings | None = None, embedder: str = DEFAULT_STUDENT) -> Session:
-        return Session(self.project_dir, self.models_dir, teacher or TeacherSettings(), embedder=embedder)
+    def session(self, teacher: TeacherSettings | None = None, embedder: str = DEFAULT_STUDENT,
+                engine: EngineSettings | None = None) -> Session:
+        return Session(self.project_dir, self.models_dir, teacher or TeacherSettings(), embedder=embedder,
+                       engine=engine or EngineSettings())
 
 
 class FriendlyGroup(click.Group):
@@ -276,6 +280,26 @@ def teacher_options(command: F) -> F:
     return command
 
 
+def engine_options(command: F) -> F:
+    """Where the teacher (annotate, run) or the student (label) runs: here, or on Ray."""
+    options = [
+        click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, envvar="LLMAAA_ENGINE",
+                     help="local: in this process; ray: Ray actors (teacher) and Ray Data (labeling), needs the "
+                     "[ray] extra."),
+        click.option("--address", default=None, metavar="HOST:PORT",
+                     help="Ray cluster to join [default: $RAY_ADDRESS, else a Ray started here on loopback]."),
+        click.option("--workers", type=int, default=2, show_default=True,
+                     help="Ray: teacher actors, or labeling workers (each with its share of the CPUs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def engine_settings(engine: str, address: str | None, workers: int) -> EngineSettings:
+    return EngineSettings(engine, address, workers)  # type: ignore[arg-type]
+
+
 def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: int, chat_template: str,
                      seed: int, chat_format: str | None = None) -> TeacherSettings:
     template = {"auto": None, "on": True, "off": False}[chat_template]
@@ -292,13 +316,14 @@ def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: 
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
 @click.option("--no-calibrate", is_flag=True, help="Skip fitting label biases on the gold demo/dev examples.")
 @teacher_options
+@engine_options
 @click.pass_obj
 def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None, embedder: str,
-             no_calibrate: bool, **teacher: Any) -> None:
+             no_calibrate: bool, engine: str, address: str | None, workers: int, **teacher: Any) -> None:
     """Let the local LLM label pool examples (cached: a rerun asks nothing twice)."""
     from .annotate import AnnotateConfig
 
-    session = obj.session(teacher_settings(**teacher), embedder)
+    session = obj.session(teacher_settings(**teacher), embedder, engine_settings(engine, address, workers))
     with session.open() as project:
         prompt = project.settings.prompt
         prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
@@ -470,6 +495,7 @@ def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr:
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True, help="Sentence embedder for kNN demos.")
 @student_options
 @teacher_options
+@engine_options
 @click.pass_obj
 def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, rounds: int | None,
         budget: int | None, schedule: str, aggregate: str, cost_aware: bool, candidates: int, embedder: str,
@@ -480,12 +506,13 @@ def run(obj: Context, name: str, strategy: str, seed_size: int, per_round: int, 
     teacher = teacher_settings(**{key: options.pop(key) for key in
                                   ("model", "n_ctx", "threads", "n_gpu_layers", "chat_template", "seed",
                                    "chat_format")})
+    where = engine_settings(options.pop("engine"), options.pop("address"), options.pop("workers"))
     training = train_config(**options, seed=teacher.seed)
     config = LoopConfig(name=name, strategy=strategy, seed_size=seed_size, per_round=per_round, rounds=rounds,
                         budget=budget if budget is not None or rounds is not None else 500,
                         schedule=schedule, aggregate=aggregate, cost_aware=cost_aware,  # type: ignore[arg-type]
                         candidates=candidates or None, seed=teacher.seed, train=training)
-    session = obj.session(teacher, embedder)
+    session = obj.session(teacher, embedder, where)
     with session.open() as project:
         stored = session.loop(project, config, lambda event: click.echo(
             f"round {event.round}/{event.rounds - 1}: {event.stage} {event.detail}", err=True))
@@ -537,12 +564,13 @@ def export_(obj: Context, int8: bool, run_id: int | None) -> None:
 @main.command()
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
               help="Which export to run (auto: int8 when there is one).")
-@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores; Ray: per worker].")
+@engine_options
 @click.pass_obj
-def label(obj: Context, precision: str, threads: int | None) -> None:
+def label(obj: Context, precision: str, threads: int | None, engine: str, address: str | None, workers: int) -> None:
     """Label the whole corpus with the exported student (resumable)."""
     int8 = {"auto": None, "int8": True, "fp32": False}[precision]
-    session = obj.session()
+    session = obj.session(engine=engine_settings(engine, address, workers))
     with session.open() as project, progress_bar(_label_columns) as update:
         report = session.label(project, int8, threads, update)
     click.echo(f"{report.labeled} examples labeled, {report.skipped} already labeled, {report.seconds:.1f}s")
@@ -633,17 +661,22 @@ def models_pull(obj: Context, name: str) -> None:
               help="Only check that the llama.cpp build suits this CPU (exit 1 if not); the setup runs this.")
 @click.option("--strict", is_flag=True, help="Also fail when the build leaves CPU instructions unused.")
 @click.option("--threads", type=int, default=None, help="CPU threads for the decode probes [default: all cores].")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, envvar="LLMAAA_ENGINE",
+              help="ray: also report the Ray cluster's nodes and resources.")
+@click.option("--address", default=None, metavar="HOST:PORT", help="Ray cluster [default: $RAY_ADDRESS, else local].")
 @click.pass_obj
-def doctor(obj: Context, as_json: bool, check_build: bool, strict: bool, threads: int | None) -> None:
+def doctor(obj: Context, as_json: bool, check_build: bool, strict: bool, threads: int | None, engine: str,
+           address: str | None) -> None:
     """Explain this machine: CPU flags, the llama.cpp build, and a decode of every GGUF in models/."""
     from .doctor import diagnose
 
     ggufs = [] if check_build else [(m.name, m.path) for m in list_models(obj.models_dir) if m.kind == "gguf"]
     diagnosis = diagnose(ggufs, threads)
+    cluster = Session(None, obj.models_dir, engine=engine_settings(engine, address, 1)).cluster_report()
     if as_json:
-        click.echo(json.dumps(diagnosis.to_dict(), indent=2))
+        click.echo(json.dumps(diagnosis.to_dict() | ({"ray": cluster} if cluster else {}), indent=2))
     else:
-        for line in diagnosis.lines():
+        for line in diagnosis.lines() + cluster:
             click.echo(line)
     if not diagnosis.ok or (strict and diagnosis.notes):
         sys.exit(1)

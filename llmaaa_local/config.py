@@ -18,6 +18,8 @@ GOLD_SPLITS: tuple[Split, ...] = ("demo", "dev", "test")
 DemoMode = Literal["balanced", "knn", "fixed", "random", "none"]
 ClipMode = Literal["head", "head+tail"]
 DataMode = Literal["llm", "gold", "combined"]
+EngineName = Literal["local", "ray"]
+ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
 CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
 
@@ -208,6 +210,22 @@ class TeacherSettings:
             raise LlmaaaError("--threads must be at least 1")
         if self.n_gpu_layers < -1:
             raise LlmaaaError("--n-gpu-layers must be -1 (all), 0 (CPU only) or a layer count")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where the teacher and the exported student run: in this process, or on Ray (actors for the teacher, Ray Data
+    for labeling). `address`: an existing cluster (else $RAY_ADDRESS, else a Ray started here on loopback)."""
+
+    kind: EngineName = "local"
+    address: str | None = None
+    workers: int = 2  # teacher actors, and labeling workers
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise LlmaaaError(f"--engine {self.kind!r}: choose from {', '.join(ENGINES)}")
+        if self.workers < 1:
+            raise LlmaaaError("--workers must be at least 1")
 
 
 DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")

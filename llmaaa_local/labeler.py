@@ -116,32 +116,43 @@ def latest_export(project: Project, int8: bool | None = None) -> Artifact:
     raise LlmaaaError("no exported student: run `llmaaa-local train` and `llmaaa-local export` first")
 
 
+Predict = Callable[[Sequence[Example]], list[tuple[Label, dict[str, float] | None, float]]]
+PredictorFactory = Callable[[Path, str, int | None, int], Predict]
+
+
+def local_predictor(folder: Path, file_name: str, threads: int | None, batch_tokens: int) -> Predict:
+    """The export in this process's ONNX Runtime."""
+    student = OnnxStudent(folder, file_name, threads)
+    return lambda examples: student.predict(examples, batch_tokens)
+
+
 def label_corpus(project: Project, int8: bool | None = None, threads: int | None = None,
                  batch_tokens: int = BATCH_TOKENS, on_progress: Callable[[LabelProgress], None] | None = None,
-                 ) -> LabelReport:
-    """Label every example of the project with the newest export; rerunning continues where it stopped."""
+                 predictor: PredictorFactory = local_predictor) -> LabelReport:
+    """Label every example of the project with the newest export; rerunning continues where it stopped.
+
+    `predictor` makes the function that predicts a chunk (here, or on Ray workers); the chunks are read from and
+    their predictions written to the store here, one transaction each."""
     started = time.perf_counter()
     artifact = latest_export(project, int8)
-    info = artifact.info
-    assert isinstance(info, dict)
-    student = OnnxStudent(Path(artifact.path), info["file"], threads)
-    artifact_id = artifact.id
+    predict = predictor(Path(artifact.path), artifact.info["file"], threads, batch_tokens)
+    chunk_size = getattr(predict, "chunk", CHUNK)
     store = project.store
-    done = store.predicted_ids(artifact_id)
+    done = store.predicted_ids(artifact.id)
     ids = store.example_ids(None)
     progress = LabelProgress(total=len(ids))
-    for start in range(0, len(ids), CHUNK):
-        chunk = [i for i in ids[start : start + CHUNK] if i not in done]
-        progress.done += len(ids[start : start + CHUNK]) - len(chunk)
-        progress.skipped += len(ids[start : start + CHUNK]) - len(chunk)
+    for start in range(0, len(ids), chunk_size):
+        chunk = [i for i in ids[start : start + chunk_size] if i not in done]
+        progress.done += len(ids[start : start + chunk_size]) - len(chunk)
+        progress.skipped += len(ids[start : start + chunk_size]) - len(chunk)
         if chunk:
             examples = list(store.examples(ids=chunk))
-            predictions = student.predict(examples, batch_tokens)
-            store.add_predictions(artifact_id, [(e.id, label, probs, confidence)
+            predictions = predict(examples)
+            store.add_predictions(artifact.id, [(e.id, label, probs, confidence)
                                                 for e, (label, probs, confidence) in zip(examples, predictions,
                                                                                          strict=True)])
             progress.done += len(chunk)
         if on_progress is not None:
             on_progress(progress)
-    return LabelReport(artifact_id, progress.done - progress.skipped, progress.skipped,
+    return LabelReport(artifact.id, progress.done - progress.skipped, progress.skipped,
                        time.perf_counter() - started)

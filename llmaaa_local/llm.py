@@ -7,9 +7,9 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,9 @@ class ContextOverflow(Exception):
         self.tokens = tokens
         self.limit = limit
 
+    def __reduce__(self) -> tuple[type[ContextOverflow], tuple[int, int]]:  # crosses processes (Ray workers)
+        return ContextOverflow, (self.tokens, self.limit)
+
 
 @runtime_checkable
 class LLM(Protocol):
@@ -116,6 +119,33 @@ class LLM(Protocol):
     def generate(self, prompt: Prompt, grammar: str, max_tokens: int) -> GenerateResponse: ...
 
     def count_tokens(self, prompt: Prompt) -> int: ...
+
+
+Answer = ScoreResponse | GenerateResponse | ContextOverflow
+T = TypeVar("T")
+
+
+@runtime_checkable
+class RequestPool(Protocol):
+    """An LLM with several workers: many requests in flight, answers back as each finishes (`ray_engine`)."""
+
+    def run_many(self, items: Iterable[tuple[T, Request, Hashable]]) -> Iterator[tuple[T, Answer]]:
+        """Run each (tag, request, affinity) item; requests of one affinity (shared demonstrations) go to the same
+        worker when it has room, so its KV cache reuses their prefix. Items are read only as workers free up."""
+        ...
+
+
+def run_many(llm: LLM, items: Iterable[tuple[T, Request, Hashable]]) -> Iterator[tuple[T, Answer]]:
+    """Answers to the requests: through the LLM's workers when it has them, else one at a time in order, each
+    request read only after the previous answer was taken (so the caller stores it first)."""
+    if isinstance(llm, RequestPool):
+        yield from llm.run_many(items)
+        return
+    for tag, request, _ in items:
+        try:
+            yield tag, request.run(llm)
+        except ContextOverflow as overflow:
+            yield tag, overflow
 
 
 def _digest(value: object) -> str:

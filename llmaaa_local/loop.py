@@ -91,11 +91,23 @@ class RoundEvent:
     detail: str = ""
 
 
+# The round's student (its checkpoint folder) scores candidates: label probabilities per example, and embeddings.
+PoolScorer = Callable[[Path, Sequence[Example]], tuple[Sequence[np.ndarray], np.ndarray]]
+
+
+def local_pool_scores(folder: Path, examples: Sequence[Example]) -> tuple[Sequence[np.ndarray], np.ndarray]:
+    from .student import load_student, score_pool
+
+    model, encoder = load_student(folder)
+    return score_pool(model, encoder, examples)
+
+
 class ActiveLearningLoop:
     def __init__(self, project: Project, config: LoopConfig, annotator: Annotator, models_dir: Path,
                  on_event: Callable[[RoundEvent], None] | None = None,
                  on_annotate: Callable[[AnnotateProgress], None] | None = None,
-                 on_train: Callable[[TrainProgress], None] | None = None) -> None:
+                 on_train: Callable[[TrainProgress], None] | None = None,
+                 score_pool: PoolScorer | None = None) -> None:
         self.project = project
         self.store = project.store
         self.config = config
@@ -104,6 +116,7 @@ class ActiveLearningLoop:
         self.on_event = on_event or (lambda event: None)
         self.on_annotate = on_annotate
         self.on_train = on_train
+        self.score_pool = score_pool or local_pool_scores
         self.task = task_for(project.settings)
 
     def run(self) -> list[Round]:
@@ -186,8 +199,6 @@ class ActiveLearningLoop:
 
     def _select(self, n: int, labeled: set[str], row: Round) -> list[str]:
         """Score a seeded random subset of the unlabeled pool with this round's student; the strategy picks."""
-        from .student import load_student, score_pool
-
         limit = self.config.candidates
         candidates = self._random_pool(limit if limit is not None else 10**9, labeled)
         n = min(n, len(candidates))
@@ -200,8 +211,7 @@ class ActiveLearningLoop:
         if strategy.name != "random":
             run_id = row.student["run_id"] if row.student else None
             folder = next(Path(a.path) for a in self.store.artifacts("checkpoint") if a.run_id == run_id)
-            model, encoder = load_student(folder)
-            probabilities, embeddings = score_pool(model, encoder, examples)
+            probabilities, embeddings = self.score_pool(folder, examples)
         seconds = self._predicted_seconds(examples) if self.config.cost_aware else None
         try:
             picked = strategy.query(PoolScores(probabilities, embeddings, seconds), n, self.config.seed + row.round)

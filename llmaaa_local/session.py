@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .config import PromptSettings, TeacherSettings, TrainConfig
+from .config import EngineSettings, PromptSettings, TeacherSettings, TrainConfig
 from .errors import LlmaaaError
 from .jobs import JobControl
 from .llm import LLM
@@ -26,7 +27,7 @@ from .store import Round
 if TYPE_CHECKING:
     from .annotate import AnnotateConfig, AnnotateProgress, AnnotateReport, Annotator
     from .export import ExportConfig, ExportReport
-    from .labeler import LabelProgress, LabelReport
+    from .labeler import LabelProgress, LabelReport, PredictorFactory
     from .loop import LoopConfig, RoundEvent
     from .student import TrainProgress, TrainReport
     from .tune import TuneConfig, TuneProgress, TuneReport
@@ -54,6 +55,7 @@ class Session:
     student: str = DEFAULT_STUDENT
     embedder: str = DEFAULT_STUDENT
     teacher_factory: TeacherFactory = load_teacher  # tests pass one that returns a ScriptedLLM
+    engine: EngineSettings = field(default_factory=EngineSettings)  # where the teacher and the student run
 
     # --- the project and the models ------------------------------------------------------------------------------
 
@@ -64,6 +66,11 @@ class Session:
         return Project.open(self.project_dir)
 
     def load_teacher(self) -> LLM:
+        """The teacher here, or (engine ray) as a pool of Ray actors that each load it."""
+        if self.engine.kind == "ray":
+            from .ray_engine import RayTeacher
+
+            return RayTeacher(self.teacher, self.models_dir, self.engine, self.teacher_factory)
         return self.teacher_factory(self.teacher, self.models_dir)
 
     def load_embedder(self, project: Project, prompt: PromptSettings | None = None, *, tuning: bool = False,
@@ -82,6 +89,14 @@ class Session:
         from .annotate import Annotator
 
         return Annotator(project, self.load_teacher(), self.load_embedder(project, prompt), prompt)
+
+    def cluster_report(self) -> list[str]:
+        """The Ray cluster's nodes and resources (engine ray), else nothing."""
+        if self.engine.kind != "ray":
+            return []
+        from .ray_engine import cluster_report
+
+        return cluster_report(self.engine)
 
     # --- the stages ------------------------------------------------------------------------------------------------
 
@@ -127,10 +142,15 @@ class Session:
     def label(self, project: Project, int8: bool | None = None, threads: int | None = None,
               on_progress: Callable[[LabelProgress], None] | None = None, control: JobControl | None = None,
               ) -> LabelReport:
-        """Label the whole corpus with the newest exported student."""
-        from .labeler import label_corpus
+        """Label the whole corpus with the newest exported student (here, or on Ray Data workers)."""
+        from .labeler import label_corpus, local_predictor
 
-        return label_corpus(project, int8, threads, on_progress=_watched(control, on_progress))
+        predictor: PredictorFactory = local_predictor
+        if self.engine.kind == "ray":
+            from .ray_engine import RayLabeler
+
+            predictor = partial(RayLabeler, engine=self.engine)
+        return label_corpus(project, int8, threads, on_progress=_watched(control, on_progress), predictor=predictor)
 
     def loop(self, project: Project, config: LoopConfig, on_event: Callable[[RoundEvent], None] | None = None,
              on_annotate: Callable[[AnnotateProgress], None] | None = None,
@@ -139,9 +159,14 @@ class Session:
         """Run (or continue) an active-learning loop; the stored rounds, oldest first."""
         from .loop import ActiveLearningLoop
 
+        scorer = None
+        if self.engine.kind == "ray":
+            from .ray_engine import RayPoolScorer
+
+            scorer = RayPoolScorer(self.engine)
         loop = ActiveLearningLoop(project, config, self.annotator(project), self.models_dir,
                                   _watched(control, on_event), _watched(control, on_annotate),
-                                  _watched(control, on_train))
+                                  _watched(control, on_train), scorer)
         return loop.run()
 
 

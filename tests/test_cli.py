@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from llmaaa_local.cli import main
 
-HEAVY = ("torch", "transformers", "llama_cpp", "onnxruntime", "optimum", "textual", "sklearn")
+HEAVY = ("torch", "transformers", "llama_cpp", "onnxruntime", "optimum", "textual", "sklearn", "ray")
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -131,10 +131,10 @@ def test_student_labels_feed_the_export_and_evaluation(classify_project: Project
     path = tmp_path / "student-labels.jsonl"
     assert classify_project.export_labels(path, sources=["student"]) == TOTAL
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [row.id for row in rows] == store.example_ids(None)
+    assert [row["id"] for row in rows] == store.example_ids(None)
     assert {row["label_source"] for row in rows} == {f"student:{artifact_id}"}
     for row in rows:
-        label, confidence, probabilities = predictions[row.id]
+        label, confidence, probabilities = predictions[row["id"]]
         assert row["label"] == label and row["confidence"] == pytest.approx(confidence, abs=1e-4)
         assert row["probabilities"] == pytest.approx(probabilities, abs=1e-4)  # per-label, for the student
 

@@ -25,6 +25,7 @@ from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.llm import Prompt, ScriptedLLM
 from llmaaa_local.loop import ActiveLearningLoop, LoopConfig, RoundEvent
 from llmaaa_local.project import DB_NAME, Project, learning_curve
+from llmaaa_local.store import Round
 from llmaaa_local.strategies import STRATEGIES, Entropy
 from llmaaa_local.student import Trainer, load_student, score_pool
 
@@ -119,12 +120,12 @@ def loop_config(encoder: Path, train_options: dict[str, Any] | None = None, **op
 
 
 def run_loop(project: Project, config: LoopConfig, llm: ScriptedLLM, models_dir: Path,
-             events: list[RoundEvent] | None = None) -> list[dict[str, Any]]:
+             events: list[RoundEvent] | None = None) -> list[Round]:
     on_event = events.append if events is not None else None
     return ActiveLearningLoop(project, config, Annotator(project, llm), models_dir, on_event).run()
 
 
-def round_ids(rounds: Sequence[dict[str, Any]]) -> list[list[str]]:
+def round_ids(rounds: Sequence[Round]) -> list[tuple[str, ...]]:
     return [row.selected for row in rounds]
 
 

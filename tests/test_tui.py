@@ -26,11 +26,12 @@ from textual.widgets import (
     Input,
     Log,
     ProgressBar,
+    Select,
     Static,
     TabbedContent,
 )
 
-from llmaaa_local.config import PromptSettings, TeacherSettings
+from llmaaa_local.config import EngineSettings, PromptSettings, TeacherSettings
 from llmaaa_local.llm import Prompt, ScriptedLLM
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
@@ -331,6 +332,18 @@ async def test_models_tab_lists_files_and_applies_choices(tmp_path: Path) -> Non
         assert app.session.teacher == TeacherSettings(model="x", n_ctx=4096, threads=2, n_gpu_layers=0)
         assert app.session.student == "tiny-hf"
         assert ("information", "teacher x, student tiny-hf") in notes(app)
+        assert app.session.engine == EngineSettings()
+
+        app.query_one("#engine", Select).value = "ray"
+        await type_into(pilot, "#engine-workers", "0")
+        await press_button(pilot, "#apply-models")
+        assert any(severity == "error" and "--workers" in message for severity, message in notes(app))
+        assert app.session.engine == EngineSettings()  # a bad choice changes nothing
+        await type_into(pilot, "#engine-address", "head:6379")
+        await type_into(pilot, "#engine-workers", "3")
+        await press_button(pilot, "#apply-models")
+        assert app.session.engine == EngineSettings("ray", "head:6379", 3)
+        assert ("information", "teacher x, student tiny-hf, on Ray (3 workers)") in notes(app)
 
 
 async def test_models_tab_checks_the_machine_and_survives_a_gguf_that_fails(tmp_path: Path) -> None:

@@ -110,8 +110,9 @@ class LlmaaaApp(App[None]):
 
     @on(ModelsChosen)
     def _models_chosen(self, message: ModelsChosen) -> None:
-        self.session = replace(self.session, teacher=message.teacher, student=message.student)
-        self.notify(f"teacher {message.teacher.model}, student {message.student}")
+        self.session = replace(self.session, teacher=message.teacher, student=message.student, engine=message.engine)
+        where = "" if message.engine.kind == "local" else f", on Ray ({message.engine.workers} workers)"
+        self.notify(f"teacher {message.teacher.model}, student {message.student}{where}")
 
     def get_system_commands(self, screen: Screen) -> Iterator[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from textual.message import Message
 
-from llmaaa_local.config import TeacherSettings
+from llmaaa_local.config import EngineSettings, TeacherSettings
 from llmaaa_local.jobs import JobControl
 from llmaaa_local.project import Project
 from llmaaa_local.session import Session
@@ -77,8 +77,8 @@ class ProjectChosen(Message):
 
 
 class ModelsChosen(Message):
-    """The user applied teacher settings and a student on the Models tab."""
+    """The user applied teacher settings, a student and an engine on the Models tab."""
 
-    def __init__(self, teacher: TeacherSettings, student: str) -> None:
+    def __init__(self, teacher: TeacherSettings, student: str, engine: EngineSettings) -> None:
         super().__init__()
-        self.teacher, self.student = teacher, student
+        self.teacher, self.student, self.engine = teacher, student, engine

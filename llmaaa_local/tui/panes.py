@@ -17,7 +17,15 @@ from textual.coordinate import Coordinate
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Log, ProgressBar, Select, Static
 
-from llmaaa_local.config import TASKS, ProjectSettings, TeacherSettings, TrainConfig, parse_labels
+from llmaaa_local.config import (
+    ENGINES,
+    TASKS,
+    EngineSettings,
+    ProjectSettings,
+    TeacherSettings,
+    TrainConfig,
+    parse_labels,
+)
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.evaluate import metric_line
 from llmaaa_local.jobs import JobControl
@@ -172,8 +180,13 @@ class ModelsPane(Pane):
                 yield Input(placeholder="threads", id="teacher-threads", type="integer")
                 yield Input(value=str(self.main.session.teacher.n_ctx), id="teacher-ctx", type="integer")
                 yield Input(value="0", id="teacher-gpu", type="integer")
+            yield Label("Student; where teacher and student run (ray: an address or empty for a Ray here; workers)")
             with Horizontal(classes="row"):
                 yield Input(value=self.main.session.student, id="student-model")
+                yield Select([(name, name) for name in ENGINES], value=self.main.session.engine.kind,
+                             allow_blank=False, id="engine")
+                yield Input(placeholder="ray address", id="engine-address")
+                yield Input(value=str(self.main.session.engine.workers), id="engine-workers", type="integer")
                 yield Button("Apply", id="apply-models", variant="primary")
             yield Log(id="pull-log", max_lines=200)
 
@@ -236,11 +249,15 @@ class ModelsPane(Pane):
             teacher = TeacherSettings(model=self.query_one("#teacher-model", Input).value.strip(),
                                       threads=number("#teacher-threads"), n_ctx=number("#teacher-ctx") or 2048,
                                       n_gpu_layers=number("#teacher-gpu") or 0)
+            workers = number("#engine-workers")
+            engine = EngineSettings(str(self.query_one("#engine", Select).value),  # type: ignore[arg-type]
+                                    self.query_one("#engine-address", Input).value.strip() or None,
+                                    2 if workers is None else workers)
         except (LlmaaaError, ValueError) as error:
             self.notify(str(error), severity="error")
             return
         student = self.query_one("#student-model", Input).value.strip() or self.main.session.student
-        self.post_message(ModelsChosen(teacher, student))
+        self.post_message(ModelsChosen(teacher, student, engine))
 
     def add_log(self, line: str) -> None:
         self.query_one("#pull-log", Log).write_line(line)
