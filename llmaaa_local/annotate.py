@@ -20,7 +20,17 @@ from .calibration import Calibration, CalibrationFit, fit
 from .config import PromptSettings, TeacherSettings
 from .demos import DemoPool
 from .errors import LlmaaaError
-from .llm import LLM, ContextOverflow, GenerateRequest, GenerateResponse, Request, ScoreResponse, cache_key, run_many
+from .llm import (
+    LLM,
+    ContextOverflow,
+    GenerateRequest,
+    GenerateResponse,
+    Request,
+    RequestPool,
+    ScoreResponse,
+    cache_key,
+    run_many,
+)
 from .models import resolve, verified_sha256
 from .project import Project
 from .records import Annotation, Example
@@ -63,7 +73,8 @@ class AnnotateProgress:
     tokens_in: int = 0
     tokens_evaluated: int = 0
     tokens_out: int = 0
-    llm_seconds: float = 0.0
+    llm_seconds: float = 0.0  # summed over the calls, which run side by side on `workers` workers
+    workers: int = 1
     started: float = field(default_factory=time.perf_counter)
     latest: Annotation | None = None
     latest_text: str = ""
@@ -73,13 +84,18 @@ class AnnotateProgress:
         return time.perf_counter() - self.started
 
     @property
+    def busy_seconds(self) -> float:
+        """LLM time as the clock sees it: the calls' time shared over the workers that ran them together."""
+        return self.llm_seconds / self.workers
+
+    @property
     def docs_per_second(self) -> float:
         asked = self.done - self.cached
-        return asked / self.llm_seconds if self.llm_seconds else 0.0
+        return asked / self.busy_seconds if self.llm_seconds else 0.0
 
     @property
     def tokens_per_second(self) -> float:
-        return (self.tokens_evaluated + self.tokens_out) / self.llm_seconds if self.llm_seconds else 0.0
+        return (self.tokens_evaluated + self.tokens_out) / self.busy_seconds if self.llm_seconds else 0.0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -152,7 +168,7 @@ class Annotator:
     def run(self, config: AnnotateConfig, on_progress: Callable[[AnnotateProgress], None] | None = None,
             ) -> AnnotateReport:
         started = time.perf_counter()
-        progress = AnnotateProgress()
+        progress = AnnotateProgress(workers=self.llm.workers if isinstance(self.llm, RequestPool) else 1)
         fitted = None
         if self.task.scored and config.calibrate:
             gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]

@@ -129,6 +129,8 @@ T = TypeVar("T")
 class RequestPool(Protocol):
     """An LLM with several workers: many requests in flight, answers back as each finishes (`ray_engine`)."""
 
+    workers: int
+
     def run_many(self, items: Iterable[tuple[T, Request, Hashable]]) -> Iterator[tuple[T, Answer]]:
         """Run each (tag, request, affinity) item; requests of one affinity (shared demonstrations) go to the same
         worker when it has room, so its KV cache reuses their prefix. Items are read only as workers free up."""

@@ -126,6 +126,7 @@ class RayTeacher:
             raise LlmaaaError(f"the Ray workers loaded different teachers: {sorted(identities)}; give every node "
                               "the same model file")
         ((self.name, self.model_sha256),) = identities
+        self.workers = len(self.actors)  # progress: calls on different actors overlap in time
 
     def close(self) -> None:
         for actor in self.actors:

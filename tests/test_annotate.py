@@ -752,3 +752,12 @@ def test_every_example_with_an_identical_text_gets_its_own_annotation(make_proje
     again = annotator.run(AnnotateConfig(n=6, select="first"))
     assert (again.annotated, again.cached) == (0, 6) and len(llm.history) == 4
     assert len(annotation_rows(project)) == 6
+
+
+def test_rates_count_calls_on_several_workers_as_side_by_side() -> None:
+    from llmaaa_local.annotate import AnnotateProgress
+
+    one = AnnotateProgress(total=40, done=10, llm_seconds=10.0, tokens_evaluated=900, tokens_out=100)
+    two = AnnotateProgress(total=40, done=10, llm_seconds=10.0, tokens_evaluated=900, tokens_out=100, workers=2)
+    assert (one.docs_per_second, one.tokens_per_second, one.eta_seconds) == (1.0, 100.0, 30.0)
+    assert (two.docs_per_second, two.tokens_per_second, two.eta_seconds) == (2.0, 200.0, 15.0)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from llmaaa_local.annotate import AnnotateConfig
+from llmaaa_local.annotate import AnnotateConfig, AnnotateProgress
 from llmaaa_local.config import EngineSettings, PromptSettings, TeacherSettings
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.llm import LLM, Prompt, ScriptedLLM
@@ -100,10 +100,11 @@ def test_two_actors_give_the_local_engine_s_annotations(make_project: Callable[.
     other = make_project("classify", labels=["pos", "neg"], prompt=PromptSettings(demos="none"),
                          name="on-ray")
     other.import_corpus(write_file("pool2.jsonl", pool(24)))
-    seen: list[int] = []
+    seen: list[AnnotateProgress] = []
     report = Session(other.root, tmp_path, teacher_factory=PidTeacher(log), engine=RAY).annotate(
-        other, AnnotateConfig(n=24), lambda progress: seen.append(progress.done))
-    assert report.annotated == 24 and seen[-1] == 24
+        other, AnnotateConfig(n=24), seen.append)
+    assert report.annotated == 24 and seen[-1].done == 24
+    assert seen[-1].workers == 2  # rates count the two actors' calls as side by side
     assert answers(other) == answers(here)  # labels, scores and cache keys
     assert len(set(log.read_text().split()) - {str(os.getpid())}) == 2  # both actors answered, not the driver
 
