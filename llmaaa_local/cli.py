@@ -672,11 +672,14 @@ def doctor(obj: Context, as_json: bool, check_build: bool, strict: bool, threads
 
     ggufs = [] if check_build else [(m.name, m.path) for m in list_models(obj.models_dir) if m.kind == "gguf"]
     diagnosis = diagnose(ggufs, threads)
-    cluster = Session(None, obj.models_dir, engine=engine_settings(engine, address, 1)).cluster_report()
+    session = Session(None, obj.models_dir, engine=engine_settings(engine, address, 1))
     if as_json:
+        cluster = session.cluster_report()
         click.echo(json.dumps(diagnosis.to_dict() | ({"ray": cluster} if cluster else {}), indent=2))
     else:
-        for line in diagnosis.lines() + cluster:
+        for line in diagnosis.lines():
+            click.echo(line)
+        for line in session.cluster_report():  # after this machine's lines, which stand even if the cluster is away
             click.echo(line)
     if not diagnosis.ok or (strict and diagnosis.notes):
         sys.exit(1)

@@ -241,3 +241,27 @@ def test_the_loop_on_ray_annotates_and_scores_the_pool_there(make_project: Calla
     for mine, theirs in zip(local[0], there[0], strict=True):
         assert theirs == pytest.approx(mine, abs=1e-5)
     assert there[1] == pytest.approx(local[1], abs=1e-5)
+
+
+async def test_the_tui_annotates_on_ray(make_project: Callable[..., Project], write_file: Callable[..., Path],
+                                        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from test_tui import SIZE, rows, set_input, text, wait_job
+    from textual.widgets import Log
+
+    from llmaaa_local.tui.app import LlmaaaApp
+
+    project = project_with_pool(make_project, write_file, count=8)
+    log = tmp_path / "pids.log"
+    app = LlmaaaApp(project.root, models_dir=tmp_path, teacher_factory=PidTeacher(log))
+    app.session = replace(app.session, engine=RAY)  # as the Models tab's engine choice sets it
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        set_input(app, "#annotate-n", "8")
+        await pilot.press("a")
+        await wait_job(pilot, timeout=120)
+        assert text(app, "#state") == "annotate: finished", "\n".join(app.query_one("#events", Log).lines)
+        assert len(rows(app, "#feed")) == 8
+    assert project.status().counts.annotations == 8 and once_each(project)
+    assert str(os.getpid()) not in log.read_text().split()  # the actors answered, not the app's process
