@@ -108,8 +108,8 @@ def main() -> None:
             if not runs:
                 print(f"{model:14} {variant:24} crashed: {results[model, variant][0]['error']}")
                 continue
-            prompt = sum(float(r["prompt"]) for r in runs) / len(runs)  # type: ignore[arg-type]
-            annotator = sum(float(r["annotator"]) for r in runs) / len(runs)  # type: ignore[arg-type]
+            prompt = sum(float(r["prompt"]) for r in runs) / len(runs)  # type: ignore[arg-type,misc]
+            annotator = sum(float(r["annotator"]) for r in runs) / len(runs)  # type: ignore[arg-type,misc]
             base = base or (prompt, annotator)
             print(f"{model:14} {variant:24} {'yes' if runs[0]['amx'] else 'no':4} {prompt:17.0f} {annotator:16.0f}"
                   f"  {prompt / base[0]:.3f}x / {annotator / base[1]:.3f}x")

@@ -33,6 +33,7 @@ from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
+from llmaaa_local.store import Artifact
 from llmaaa_local.student import Trainer, load_student, predict
 from llmaaa_local.tasks import task_for
 from llmaaa_local.tune import PromptTuner, TuneConfig, describe
@@ -176,7 +177,7 @@ def speed(args: argparse.Namespace) -> None:
         full_corpus(args, project, exported)
 
 
-def full_corpus(args: argparse.Namespace, source: Project, checkpoint_run: dict[str, Any]) -> None:
+def full_corpus(args: argparse.Namespace, source: Project, checkpoint_run: Artifact) -> None:
     """Time and peak memory of labeling all 50k IMDb reviews with the int8 student, in a fresh process."""
     root = Path(tempfile.mkdtemp(prefix="bench-label-"))
     code = (
@@ -190,8 +191,8 @@ def full_corpus(args: argparse.Namespace, source: Project, checkpoint_run: dict[
         project.import_corpus(DATA / "imdb" / f"{split}.jsonl.gz")
     # register the exported student in the fresh project, as `export` would
     run_id = project.store.start_student_run("benchmark", "llm", {}, None)
-    project.store.add_artifact(run_id, "onnx-int8", str(checkpoint_run["path"]), checkpoint_run["sha256"],
-                               checkpoint_run["info"])
+    project.store.add_artifact(run_id, "onnx-int8", checkpoint_run.path, checkpoint_run.sha256,
+                               checkpoint_run.info)
     project.close()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -83,7 +83,7 @@ def uncalibrated(project: Project, llm: LLM, prompt_key: str) -> tuple[float, fl
                                                                             else 0.0))
                      for eid, scores, baseline in stored}
         metrics = task.metrics({i: references[i] for i in predicted}, predicted, examples)
-        results.append(float(metrics.get("f1", metrics.get("accuracy"))))
+        results.append(float(metrics.get("f1", metrics.get("accuracy", 0.0))))
     return results[0], results[1]
 
 
@@ -106,7 +106,7 @@ def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LL
     docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else float("nan")
     print(f"{dataset:8} {name:8} {quality.n:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
           f"{calibrated if scores else float('nan'):6.3f} {fit.method if fit else '-':>16} "
-          f"{fit.loo_score if fit else float('nan'):8.3f} {quality['parse_error_rate']:9.1%} "
+          f"{fit.loo_score if fit else float('nan'):8.3f} {quality.parse_error_rate or 0.0:9.1%} "
           f"{report.tokens_in / asked:8.0f} {report.tokens_evaluated / asked:8.0f} "
           f"{docs_per_s:6.2f} {seconds:7.0f}  {describe(prompt)}{tune_note}", flush=True)
 
