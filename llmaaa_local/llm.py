@@ -9,7 +9,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from .config import TeacherSettings
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class LLM(Protocol):
 
 
 Answer = ScoreResponse | GenerateResponse | ContextOverflow
+# How a teacher is made from its settings and the models folder (the llama.cpp loader, or a test's scripted LLM).
+TeacherFactory = Callable[["TeacherSettings", Path], LLM]
 T = TypeVar("T")
 
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import EngineSettings, TeacherSettings
 from .errors import LlmaaaError
-from .llm import LLM, Answer, ContextOverflow, GenerateResponse, Prompt, Request, ScoreResponse
+from .llm import Answer, ContextOverflow, GenerateResponse, Prompt, Request, ScoreResponse, TeacherFactory
 from .records import Example, Label
 
 T = TypeVar("T")
-TeacherFactory = Callable[[TeacherSettings, Path], LLM]
 Prediction = tuple[Label, dict[str, float] | None, float]
 IN_FLIGHT = 2  # requests queued per actor: one running, one ready, so an actor never waits for the driver
 BATCH_ROWS = 64  # examples per Ray Data batch (each worker buckets them by length inside)

@@ -18,7 +18,7 @@ import numpy as np
 from .config import EngineSettings, PromptSettings, TeacherSettings, TrainConfig
 from .errors import LlmaaaError
 from .jobs import JobControl
-from .llm import LLM
+from .llm import LLM, TeacherFactory
 from .models import DEFAULT_STUDENT
 from .project import ImportReport, Project
 from .records import Example
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 P = TypeVar("P")
 Embed = Callable[[Sequence[Example]], np.ndarray]
-TeacherFactory = Callable[[TeacherSettings, Path], LLM]
 IMPORT_KINDS = ("corpus", "demo", "dev", "test", "annotations")
 
 

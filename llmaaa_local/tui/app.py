@@ -19,9 +19,10 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from llmaaa_local.errors import LlmaaaError, explain
 from llmaaa_local.jobs import Cancelled, JobControl
+from llmaaa_local.llm import TeacherFactory
 from llmaaa_local.models import default_models_dir
 from llmaaa_local.project import Project
-from llmaaa_local.session import Session, TeacherFactory, load_teacher
+from llmaaa_local.session import Session, load_teacher
 
 from .messages import Job, JobEnded, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
 from .panes import ExportPane, HomePane, MetricsPane, ModelsPane, ReviewPane, RunPane
