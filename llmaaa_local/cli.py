@@ -38,6 +38,7 @@ from .config import (
 from .errors import LlmaaaError, explain
 from .evaluate import evaluate as run_evaluation
 from .evaluate import metric_line
+from .jobs import eta_text
 from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
 from .project import LABEL_SOURCES, ImportReport, Project, learning_curve
 from .session import Session, tune_hint
@@ -380,20 +381,16 @@ def progress_bar(columns: Callable[[P], dict[str, Any]]) -> Iterator[Callable[[P
         yield lambda progress: bar.update(task, **columns(progress))
 
 
-def _eta(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.0f}s"
-
-
 def _annotate_columns(progress: AnnotateProgress) -> dict[str, Any]:
     rates = (f"{progress.docs_per_second:5.2f} docs/s  {progress.tokens_per_second:6.0f} tok/s  "
-             f"ETA {_eta(progress.eta_seconds):>6}  cached {progress.cached}")
+             f"ETA {eta_text(progress.eta_seconds):>6}  cached {progress.cached}")
     return {"description": progress.stage, "total": progress.total, "completed": progress.done, "rates": rates}
 
 
 def _tune_columns(progress: TuneProgress) -> dict[str, Any]:
     return {"description": f"tune rung {progress.rung}: {progress.variants} variants x {progress.examples} gold",
             "total": progress.total, "completed": progress.done,
-            "rates": f"ETA {_eta(progress.eta_seconds)}  {progress.latest}"}
+            "rates": f"ETA {eta_text(progress.eta_seconds)}  {progress.latest}"}
 
 
 def _train_columns(progress: TrainProgress) -> dict[str, Any]:
@@ -406,7 +403,7 @@ def _train_columns(progress: TrainProgress) -> dict[str, Any]:
 
 def _label_columns(progress: LabelProgress) -> dict[str, Any]:
     return {"description": "label", "total": progress.total, "completed": progress.done,
-            "rates": f"{progress.docs_per_second:6.1f} docs/s  ETA {_eta(progress.eta_seconds)}"}
+            "rates": f"{progress.docs_per_second:6.1f} docs/s  ETA {eta_text(progress.eta_seconds)}"}
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""Pause, resume and cancel for long library calls, through the progress callbacks they already take."""
+"""Pause, resume and cancel for long library calls, through the progress callbacks they already take; ETA text."""
 
 from __future__ import annotations
 
@@ -57,3 +57,8 @@ class JobControl:
                 callback(progress)
 
         return report
+
+
+def eta_text(seconds: float | None) -> str:
+    """A progress report's ETA as the CLI and the TUI show it."""
+    return "-" if seconds is None else f"{seconds:.0f}s"

@@ -128,15 +128,15 @@ def local_predictor(folder: Path, file_name: str, threads: int | None, batch_tok
 
 def label_corpus(project: Project, int8: bool | None = None, threads: int | None = None,
                  batch_tokens: int = BATCH_TOKENS, on_progress: Callable[[LabelProgress], None] | None = None,
-                 predictor: PredictorFactory = local_predictor) -> LabelReport:
+                 predictor: PredictorFactory = local_predictor, chunk_size: int | None = None) -> LabelReport:
     """Label every example of the project with the newest export; rerunning continues where it stopped.
 
-    `predictor` makes the function that predicts a chunk (here, or on Ray workers); the chunks are read from and
-    their predictions written to the store here, one transaction each."""
+    `predictor` makes the function that predicts a chunk of `chunk_size` examples (default CHUNK) here or on Ray
+    workers; the chunks are read from and their predictions written to the store here, one transaction each."""
     started = time.perf_counter()
     artifact = latest_export(project, int8)
     predict = predictor(Path(artifact.path), artifact.info["file"], threads, batch_tokens)
-    chunk_size = getattr(predict, "chunk", CHUNK)
+    chunk_size = chunk_size or CHUNK
     store = project.store
     done = store.predicted_ids(artifact.id)
     ids = store.example_ids(None)

@@ -150,10 +150,15 @@ def run_many(llm: LLM, items: Iterable[tuple[T, Request, Hashable]]) -> Iterator
         yield from llm.run_many(items)
         return
     for tag, request, _ in items:
-        try:
-            yield tag, request.run(llm)
-        except ContextOverflow as overflow:
-            yield tag, overflow
+        yield tag, answer(llm, request)
+
+
+def answer(llm: LLM, request: Request) -> Answer:
+    """The response to one request, or the ContextOverflow it met (as a value: it may cross to another process)."""
+    try:
+        return request.run(llm)
+    except ContextOverflow as overflow:
+        return overflow
 
 
 def _digest(value: object) -> str:

@@ -72,7 +72,6 @@ class ProjectStatus:
     no_relation: str | None
     counts: Counts
     cost: Cost
-    loops: tuple[str, ...]
     calibration: dict[str, Any] | None
 
     def to_dict(self, curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -191,7 +190,7 @@ class Project:
     # status and export ----------------------------------------------------------------------------------------
 
     def status(self) -> ProjectStatus:
-        """Task, labels, counts, LLM cost and the newest calibration; loop names only (see `learning_curves`)."""
+        """Task, labels, counts, LLM cost and the newest calibration (the loops' curves: `learning_curves`)."""
         settings = self.settings
         totals = self.store.annotation_counts()
         return ProjectStatus(
@@ -199,7 +198,7 @@ class Project:
             counts=Counts(**self.store.split_counts(), annotations=totals["annotations"],
                           parse_errors=totals["parse_errors"]),
             cost=Cost(totals["tokens_in"], totals["tokens_evaluated"], totals["tokens_out"], totals["seconds"]),
-            loops=tuple(self.store.loops()), calibration=self.store.latest_calibration())
+            calibration=self.store.latest_calibration())
 
     def learning_curves(self) -> dict[str, list[dict[str, Any]]]:
         """Every active-learning loop's learning curve, by loop name."""

@@ -17,7 +17,18 @@ from typing import Any, TypeVar
 
 from .config import EngineSettings, TeacherSettings
 from .errors import LlmaaaError
-from .llm import Answer, ContextOverflow, GenerateResponse, Prompt, Request, ScoreResponse, TeacherFactory
+from .llm import (
+    Answer,
+    ContextOverflow,
+    GenerateRequest,
+    GenerateResponse,
+    Prompt,
+    Request,
+    ScoreRequest,
+    ScoreResponse,
+    TeacherFactory,
+    answer,
+)
 from .records import Example, Label
 
 T = TypeVar("T")
@@ -47,9 +58,13 @@ def connect(engine: EngineSettings) -> Any:
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise LlmaaaError(f"cannot reach the Ray cluster at {address}: {error} (start it with `ray start --head`, "
-                          "or leave out --address to run Ray on this machine)") from None
+        raise _unreachable(address, str(error)) from None
     return ray
+
+
+def _unreachable(address: str | None, why: str) -> LlmaaaError:
+    return LlmaaaError(f"cannot reach the Ray cluster at {address}: {why} (start it with `ray start --head`, or "
+                       "leave out --address to run Ray on this machine)")
 
 
 def _check_reachable(address: str) -> None:
@@ -62,8 +77,7 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
     except OSError as error:
-        raise LlmaaaError(f"cannot reach the Ray cluster at {address}: {error.strerror or error} (start it with "
-                          "`ray start --head`, or leave out --address to run Ray on this machine)") from None
+        raise _unreachable(address, str(error.strerror or error)) from None
 
 
 def cluster_report(engine: EngineSettings) -> list[str]:
@@ -82,8 +96,9 @@ def cluster_report(engine: EngineSettings) -> list[str]:
     return lines
 
 
-def cpus_per_worker(ray: Any, engine: EngineSettings) -> int:
-    return max(1, int(ray.cluster_resources().get("CPU", 1)) // engine.workers)
+def cpus_per_worker(ray: Any, workers: int) -> int:
+    """The cluster's CPUs shared out over `workers`, rather than every worker taking them all."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
 
 
 class _TeacherWorker:
@@ -96,10 +111,7 @@ class _TeacherWorker:
         return self.llm.name, self.llm.model_sha256
 
     def run(self, request: Request) -> Answer:
-        try:
-            return request.run(self.llm)
-        except ContextOverflow as overflow:
-            return overflow
+        return answer(self.llm, request)
 
     def count_tokens(self, prompt: Prompt) -> int:
         return self.llm.count_tokens(prompt)
@@ -114,11 +126,10 @@ class RayTeacher:
     def __init__(self, settings: TeacherSettings, models_dir: Path, engine: EngineSettings,
                  factory: TeacherFactory) -> None:
         self.ray = connect(engine)
-        if settings.threads is None:  # the cluster's CPUs shared out, rather than every actor taking them all
-            settings = replace(settings, threads=cpus_per_worker(self.ray, engine))
+        threads = settings.threads or cpus_per_worker(self.ray, engine.workers)
+        settings = replace(settings, threads=threads)
         worker = self.ray.remote(_TeacherWorker).options(
-            num_cpus=settings.threads or 1, num_gpus=1 if settings.n_gpu_layers else 0, max_restarts=3,
-            max_task_retries=3)
+            num_cpus=threads, num_gpus=1 if settings.n_gpu_layers else 0, max_restarts=3, max_task_retries=3)
         self.actors = [worker.remote(factory, settings, models_dir) for _ in range(engine.workers)]
         identities = set(self.ray.get([actor.identity.remote() for actor in self.actors]))
         if len(identities) != 1:
@@ -127,31 +138,23 @@ class RayTeacher:
         ((self.name, self.model_sha256),) = identities
         self.workers = len(self.actors)  # progress: calls on different actors overlap in time
 
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-
     # --- the LLM protocol, one call at a time --------------------------------------------------------------------
 
     def _one(self, request: Request) -> ScoreResponse | GenerateResponse:
-        ((_, answer),) = self.run_many([(None, request, ())])
-        if isinstance(answer, ContextOverflow):
-            raise answer
-        return answer
+        ((_, response),) = self.run_many([(None, request, ())])
+        if isinstance(response, ContextOverflow):
+            raise response
+        return response
 
     def score(self, prompt: Prompt, candidates: Sequence[str]) -> ScoreResponse:
-        from .llm import ScoreRequest
-
-        answer = self._one(ScoreRequest(prompt, tuple(candidates)))
-        assert isinstance(answer, ScoreResponse)
-        return answer
+        response = self._one(ScoreRequest(prompt, tuple(candidates)))
+        assert isinstance(response, ScoreResponse)
+        return response
 
     def generate(self, prompt: Prompt, grammar: str, max_tokens: int) -> GenerateResponse:
-        from .llm import GenerateRequest
-
-        answer = self._one(GenerateRequest(prompt, grammar, max_tokens))
-        assert isinstance(answer, GenerateResponse)
-        return answer
+        response = self._one(GenerateRequest(prompt, grammar, max_tokens))
+        assert isinstance(response, GenerateResponse)
+        return response
 
     def count_tokens(self, prompt: Prompt) -> int:
         return int(self.ray.get(self.actors[0].count_tokens.remote(prompt)))
@@ -184,8 +187,7 @@ class RayTeacher:
                 (ready,), _ = self.ray.wait(list(in_flight), num_returns=1)
                 tag, actor = in_flight.pop(ready)
                 load[actor] -= 1
-                answer = self.ray.get(ready)
-                yield tag, answer  # the caller stores it before the next request is read
+                yield tag, self.ray.get(ready)  # the caller stores it before the next request is read
                 while sum(load) < IN_FLIGHT * len(self.actors) and submit():
                     pass
         finally:
@@ -217,7 +219,7 @@ class RayPoolScorer:
 
         size = -(-len(examples) // self.workers)
         shards = [examples[start : start + size] for start in range(0, len(examples), size)]
-        threads = cpus_per_worker(self.ray, EngineSettings("ray", workers=self.workers))
+        threads = cpus_per_worker(self.ray, self.workers)
         # The loop's teacher actors keep their CPUs reserved between annotation phases, and scoring runs while they
         # idle: the shards reserve none (or they would wait for those CPUs forever) and are spread over the nodes.
         score = self.score.options(num_cpus=0, scheduling_strategy="SPREAD")
@@ -250,7 +252,7 @@ class RayLabeler:
     def __init__(self, folder: Path, file_name: str, threads: int | None, batch_tokens: int,
                  engine: EngineSettings) -> None:
         self.ray = connect(engine)
-        threads = threads or cpus_per_worker(self.ray, engine)
+        threads = threads or cpus_per_worker(self.ray, engine.workers)
         self.args = (str(folder), file_name, threads, batch_tokens)
         self.workers = engine.workers
 

@@ -145,11 +145,13 @@ class Session:
         from .labeler import label_corpus, local_predictor
 
         predictor: PredictorFactory = local_predictor
+        chunk_size = None  # the labeler's
         if self.engine.kind == "ray":
             from .ray_engine import RayLabeler
 
-            predictor = partial(RayLabeler, engine=self.engine)
-        return label_corpus(project, int8, threads, on_progress=_watched(control, on_progress), predictor=predictor)
+            predictor, chunk_size = partial(RayLabeler, engine=self.engine), RayLabeler.chunk
+        return label_corpus(project, int8, threads, on_progress=_watched(control, on_progress), predictor=predictor,
+                            chunk_size=chunk_size)
 
     def loop(self, project: Project, config: LoopConfig, on_event: Callable[[RoundEvent], None] | None = None,
              on_annotate: Callable[[AnnotateProgress], None] | None = None,

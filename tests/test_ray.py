@@ -247,8 +247,7 @@ async def test_the_tui_annotates_on_ray(make_project: Callable[..., Project], wr
                                         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from test_tui import SIZE, rows, set_input, text, wait_job
-    from textual.widgets import Log
+    from test_tui import SIZE, annotate_all, rows
 
     from llmaaa_local.tui.app import LlmaaaApp
 
@@ -257,11 +256,7 @@ async def test_the_tui_annotates_on_ray(make_project: Callable[..., Project], wr
     app = LlmaaaApp(project.root, models_dir=tmp_path, teacher_factory=PidTeacher(log))
     app.session = replace(app.session, engine=RAY)  # as the Models tab's engine choice sets it
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "8")
-        await pilot.press("a")
-        await wait_job(pilot, timeout=120)
-        assert text(app, "#state") == "annotate: finished", "\n".join(app.query_one("#events", Log).lines)
+        await annotate_all(pilot, app, 8, timeout=120)
         assert len(rows(app, "#feed")) == 8
     assert project.status().counts.annotations == 8 and once_each(project)
     assert str(os.getpid()) not in log.read_text().split()  # the actors answered, not the app's process

@@ -173,6 +173,15 @@ async def annotate_ten(pilot: Pilot[None], app: LlmaaaApp, started: int) -> None
     await wait_for(pilot, lambda: done(app) >= started)
 
 
+async def annotate_all(pilot: Pilot[None], app: LlmaaaApp, n: int, timeout: float = 20.0) -> None:
+    """On the Run tab, annotate `n` examples and wait until the job has finished (saying why when it did not)."""
+    await pilot.press("3")
+    set_input(app, "#annotate-n", str(n))
+    await pilot.press("a")
+    await wait_job(pilot, timeout)
+    assert text(app, "#state") == "annotate: finished", "\n".join(app.query_one("#events", Log).lines)
+
+
 def done(app: LlmaaaApp) -> int:
     return int(app.query_one("#progress", ProgressBar).progress)
 
@@ -371,11 +380,7 @@ async def test_annotate_shows_live_progress_and_stores_everything(
     teacher = Teacher()
     app = make_app(project, tmp_path, teacher)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "6")
-        await pilot.press("a")
-        await wait_job(pilot)
-        assert text(app, "#state") == "annotate: finished"
+        await annotate_all(pilot, app, 6)
         bar = app.query_one("#progress", ProgressBar)
         assert (bar.progress, bar.total) == (6, 6)
         rates = text(app, "#rates")
@@ -841,11 +846,7 @@ async def test_annotate_with_the_real_small_gguf(make_project: Callable[..., Pro
     app = LlmaaaApp(project.root, models_dir=models_dir)
     app.session.teacher = TeacherSettings(model="smollm2-135m", n_ctx=1024, threads=1)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        set_input(app, "#annotate-n", "3")
-        await pilot.press("a")
-        await wait_job(pilot, timeout=180)
-        assert text(app, "#state") == "annotate: finished", "\n".join(app.query_one("#events", Log).lines)
+        await annotate_all(pilot, app, 3, timeout=180)
         assert len(rows(app, "#feed")) == 3
         assert counts(app)["annotations"] == 3
     assert stored(project) == 3

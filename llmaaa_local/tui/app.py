@@ -21,10 +21,19 @@ from llmaaa_local.errors import LlmaaaError, explain
 from llmaaa_local.jobs import Cancelled, JobControl
 from llmaaa_local.llm import TeacherFactory
 from llmaaa_local.models import default_models_dir
-from llmaaa_local.project import Project
 from llmaaa_local.session import Session, load_teacher
 
-from .messages import Job, JobEnded, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
+from .messages import (
+    FreeJob,
+    JobEnded,
+    JobLog,
+    JobProgress,
+    JobStarted,
+    ModelsChosen,
+    ProjectChosen,
+    StartFreeJob,
+    StartJob,
+)
 from .panes import ExportPane, HomePane, MetricsPane, ModelsPane, ReviewPane, RunPane
 from .screens import HelpScreen, SpanEditor
 
@@ -97,12 +106,6 @@ class LlmaaaApp(App[None]):
             self.notify(self.crash_note, severity="error", timeout=30)
 
     # --- project access --------------------------------------------------------------------------------------
-
-    def open_project(self) -> Project:
-        """A fresh connection for the calling thread (SQLite connections stay in their thread)."""
-        if self.project_dir is None:
-            raise LlmaaaError("no project is open: create or open one on the Home tab")
-        return self.session.open()
 
     @on(ProjectChosen)
     def set_project(self, message: ProjectChosen) -> None:
@@ -191,30 +194,38 @@ class LlmaaaApp(App[None]):
     # --- the worker --------------------------------------------------------------------------------------------
 
     @on(StartJob)
-    def _start_job(self, message: StartJob) -> None:
+    def _start_project_job(self, message: StartJob) -> None:
+        job, session = message.job, self.session
+
+        def run(control: JobControl) -> str:
+            with session.open() as project:  # opened in the worker thread, which uses it
+                return job(project, control)
+
+        self._start(message.name, run, needs_project=True, watch=message.watch)
+
+    @on(StartFreeJob)
+    def _start_free_job(self, message: StartFreeJob) -> None:
+        self._start(message.name, message.job, needs_project=False, watch=False)
+
+    def _start(self, name: str, job: FreeJob, needs_project: bool, watch: bool) -> None:
         """Start the job in the worker thread unless one is running."""
         if self.control is not None:
             self.notify(f"{self.job_name} is still running: pause, cancel (x) or wait", severity="warning")
             return
-        if message.needs_project and self.project_dir is None:
+        if needs_project and self.project_dir is None:
             self.notify("open or create a project first (Home tab)", severity="error")
             return
-        self.control, self.job_name = JobControl(), message.name
-        if message.watch:
+        self.control, self.job_name = JobControl(), name
+        if watch:
             self.query_one(RunPane).watch_job()
             self.action_show_tab("run")
-        self._work(message.name, message.job, message.needs_project, self.control)
+        self._work(name, job, self.control)
 
     @work(thread=True, exclusive=True, group="job", exit_on_error=False)
-    def _work(self, name: str, job: Job, needs_project: bool, control: JobControl) -> None:
+    def _work(self, name: str, job: FreeJob, control: JobControl) -> None:
         self.post_message(JobStarted(name))
         try:
-            if needs_project:
-                with self.open_project() as project:
-                    summary = job(project, control)
-            else:
-                summary = job(None, control)  # type: ignore[arg-type]
-            self.post_message(JobEnded(name, summary, failed=False))
+            self.post_message(JobEnded(name, job(control), failed=False))
         except Cancelled as stopped:
             self.post_message(JobEnded(name, str(stopped), failed=False, cancelled=True))
         except LlmaaaError as error:

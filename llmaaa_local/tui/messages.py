@@ -15,10 +15,10 @@ from llmaaa_local.jobs import JobControl
 from llmaaa_local.project import Project
 from llmaaa_local.session import Session
 
-# A job runs in the worker thread with its own project connection (None for jobs that need no project) and returns
-# the one-line summary the Run tab and a notification show.
-Job = Callable[[Project | None, JobControl], str]
-
+# A job runs in the worker thread and returns the one-line summary the Run tab and a notification show. A project
+# job gets a project connection of its own (SQLite connections stay in their thread); a free job needs none.
+ProjectJob = Callable[[Project, JobControl], str]
+FreeJob = Callable[[JobControl], str]
 
 class Host(Protocol):
     """What panes read of the app."""
@@ -61,11 +61,19 @@ class JobEnded(Message):
 
 
 class StartJob(Message):
-    """Run `job` in the worker unless one is running; `watch`: show it on the Run tab (its live feed)."""
+    """Run `job` on the open project in the worker unless a job is running; `watch`: show it on the Run tab."""
 
-    def __init__(self, name: str, job: Job, needs_project: bool = True, watch: bool = False) -> None:
+    def __init__(self, name: str, job: ProjectJob, watch: bool = False) -> None:
         super().__init__()
-        self.name, self.job, self.needs_project, self.watch = name, job, needs_project, watch
+        self.name, self.job, self.watch = name, job, watch
+
+
+class StartFreeJob(Message):
+    """Run `job`, which needs no project (a model pull, the machine check), in the worker unless a job is running."""
+
+    def __init__(self, name: str, job: FreeJob) -> None:
+        super().__init__()
+        self.name, self.job = name, job
 
 
 class ProjectChosen(Message):

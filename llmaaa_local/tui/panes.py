@@ -28,13 +28,23 @@ from llmaaa_local.config import (
 )
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.evaluate import metric_line
-from llmaaa_local.jobs import JobControl
+from llmaaa_local.jobs import JobControl, eta_text
 from llmaaa_local.models import DEFAULT_MODELS, REGISTRY, list_models, pull
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
 from llmaaa_local.strategies import STRATEGIES
 
-from .messages import Host, Job, JobLog, JobProgress, JobStarted, ModelsChosen, ProjectChosen, StartJob
+from .messages import (
+    Host,
+    JobLog,
+    JobProgress,
+    JobStarted,
+    ModelsChosen,
+    ProjectChosen,
+    ProjectJob,
+    StartFreeJob,
+    StartJob,
+)
 from .screens import ImportScreen, SpanEditor
 
 if TYPE_CHECKING:
@@ -150,8 +160,7 @@ class HomePane(Pane):
 
         session = self.main.session
 
-        def job(project: Project | None, control: JobControl) -> str:
-            assert project is not None
+        def job(project: Project, control: JobControl) -> str:
             report = session.import_file(project, path, kind, source)
             return f"{path.name}: {report.added} added, {report.unchanged} already present"
 
@@ -215,7 +224,7 @@ class ModelsPane(Pane):
 
         models_dir, threads = self.main.session.models_dir, self.main.session.teacher.threads
 
-        def job(_: Project | None, control: JobControl) -> str:
+        def job(control: JobControl) -> str:
             ggufs = [(model.name, model.path) for model in list_models(models_dir) if model.kind == "gguf"]
             diagnosis = diagnose(ggufs, threads)
             for line in diagnosis.lines():
@@ -224,18 +233,18 @@ class ModelsPane(Pane):
                 raise LlmaaaError("problems found: see the log on the Models tab")
             return "this machine runs every GGUF"
 
-        self.post_message(StartJob("doctor", job, needs_project=False))
+        self.post_message(StartFreeJob("doctor", job))
 
     def pull(self, *names: str) -> None:
         models_dir = self.main.session.models_dir
 
-        def job(_: Project | None, control: JobControl) -> str:
+        def job(control: JobControl) -> str:
             for name in names:
                 control.checkpoint()
                 pull(name, models_dir, log=self.log_line)
             return f"pulled {', '.join(names)}"
 
-        self.post_message(StartJob("pull", job, needs_project=False))
+        self.post_message(StartFreeJob("pull", job))
 
     def pull_defaults(self) -> None:
         self.pull(*DEFAULT_MODELS)
@@ -329,39 +338,36 @@ class RunPane(Pane):
     # The job builders take the session as it is now; their closures run in the worker thread, with their own
     # project connection.
 
-    def _annotate_job(self) -> Job:
+    def _annotate_job(self) -> ProjectJob:
         session, n = self.main.session, self.number("#annotate-n", 100)
 
-        def job(project: Project | None, control: JobControl) -> str:
+        def job(project: Project, control: JobControl) -> str:
             from llmaaa_local.annotate import AnnotateConfig
 
-            assert project is not None
             report = session.annotate(project, AnnotateConfig(n=n, seed=session.teacher.seed), lambda p: self.report(
                 "annotate", p.done, p.total, _rates(p), _latest(p)), control)
             return f"{report.annotated} annotated, {report.cached} cached, {report.parse_errors} parse errors"
 
         return job
 
-    def _tune_job(self) -> Job:
+    def _tune_job(self) -> ProjectJob:
         session = self.main.session
 
-        def job(project: Project | None, control: JobControl) -> str:
+        def job(project: Project, control: JobControl) -> str:
             from llmaaa_local.tune import TuneConfig
 
-            assert project is not None
             report = session.tune(project, TuneConfig(seed=session.teacher.seed), lambda p: self.report(
                 "tune", p.done, p.total, f"tune rung {p.rung}: {p.variants} variants x {p.examples} gold  ETA "
-                f"{_eta(p.eta_seconds)}  {p.latest}"), control)
+                f"{eta_text(p.eta_seconds)}  {p.latest}"), control)
             return (f"chose {report.chosen.describe()}: {report.metric} {report.chosen.score:.3f} on "
                     f"{report.chosen.n} gold (before: {report.default.score:.3f}); {report.calls} LLM calls")
 
         return job
 
-    def _train_job(self) -> Job:
+    def _train_job(self) -> ProjectJob:
         session = self.main.session
 
-        def job(project: Project | None, control: JobControl) -> str:
-            assert project is not None
+        def job(project: Project, control: JobControl) -> str:
             report = session.train(project, None, lambda p: self.report(
                 "train", p.step, p.steps, f"{p.phase} epoch {p.epoch}/{p.epochs}  loss {p.loss:.4f}"), control)
             test = report.metrics.get("test", report.metrics.get("validation", {}))
@@ -370,37 +376,34 @@ class RunPane(Pane):
 
         return job
 
-    def _export_job(self) -> Job:
+    def _export_job(self) -> ProjectJob:
         session = self.main.session
 
-        def job(project: Project | None, control: JobControl) -> str:
-            assert project is not None
+        def job(project: Project, control: JobControl) -> str:
             report = session.export(project, control=control)
             return "exported; parity " + ", ".join(f"{kind} {p['agreement']:.0%}" for kind, p in report.parity.items())
 
         return job
 
-    def _label_job(self) -> Job:
+    def _label_job(self) -> ProjectJob:
         session = self.main.session
 
-        def job(project: Project | None, control: JobControl) -> str:
-            assert project is not None
+        def job(project: Project, control: JobControl) -> str:
             report = session.label(project, on_progress=lambda p: self.report(
-                "label", p.done, p.total, f"{p.docs_per_second:.1f} docs/s  ETA {_eta(p.eta_seconds)}"),
+                "label", p.done, p.total, f"{p.docs_per_second:.1f} docs/s  ETA {eta_text(p.eta_seconds)}"),
                 control=control)
             return f"{report.labeled} labeled, {report.skipped} already labeled"
 
         return job
 
-    def _loop_job(self) -> Job:
+    def _loop_job(self) -> ProjectJob:
         session = self.main.session
         strategy = str(self.query_one("#strategy", Select).value)
         budget = self.number("#budget", 300)
 
-        def job(project: Project | None, control: JobControl) -> str:
+        def job(project: Project, control: JobControl) -> str:
             from llmaaa_local.loop import LoopConfig
 
-            assert project is not None
             config = LoopConfig(name=f"tui-{strategy}", strategy=strategy, budget=budget,
                                 train=TrainConfig(student=session.student))
             rounds = session.loop(
@@ -437,11 +440,7 @@ class RunPane(Pane):
 
 def _rates(progress: AnnotateProgress) -> str:
     return (f"{progress.stage}: {progress.docs_per_second:.2f} docs/s  {progress.tokens_per_second:.0f} tok/s  "
-            f"ETA {_eta(progress.eta_seconds)}  cached {progress.cached}")
-
-
-def _eta(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.0f}s"
+            f"ETA {eta_text(progress.eta_seconds)}  cached {progress.cached}")
 
 
 def _latest(progress: AnnotateProgress) -> dict[str, Any] | None:
