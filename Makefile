@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
 	# llama-cpp-python has no wheel on PyPI: this builds it from source (about 5-10 min on 2 cores).
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -c constraints.txt -e ".[dev,ray]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -c constraints.txt -e ".[dev,ray,spacy,hf,report]"
 	# pip's wheel cache ignores CMAKE_ARGS and the CPU: a wheel built elsewhere or with other flags is reused
 	# silently. Rebuild it here unless the installed build has no AMX kernels and uses exactly this CPU's
 	# instructions; after that, only a build that would crash (AMX, or instructions this CPU lacks) fails.

@@ -38,6 +38,7 @@ from .config import (
 from .errors import LlmaaaError, explain
 from .evaluate import evaluate as run_evaluation
 from .evaluate import metric_line
+from .interchange import EXPORT_FORMATS, IMPORT_FORMATS, label_config_path
 from .jobs import eta_text
 from .models import DEFAULT_STUDENT, DEFAULT_TEACHER, REGISTRY, default_models_dir, list_models, pull
 from .project import LABEL_SOURCES, ImportReport, Project, learning_curve
@@ -174,10 +175,13 @@ def import_() -> None:
     """Import a corpus or gold data into the project."""
 
 
+IMPORT_FORMAT_HELP = ("File format [default: from the name: .jsonl .csv .conll .parquet, a .json list of Label "
+                      "Studio tasks, a saved Hugging Face dataset folder]; prodigy must be named.")
+
+
 @import_.command(name="corpus")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "conll"]), default=None,
-              help="File format [default: from the file name].")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), default=None, help=IMPORT_FORMAT_HELP)
 @click.pass_obj
 def import_corpus(obj: Context, file: Path, fmt: str | None) -> None:
     """Add texts to the unlabeled pool. Labels in the file stay hidden (used only by `evaluate`)."""
@@ -186,13 +190,14 @@ def import_corpus(obj: Context, file: Path, fmt: str | None) -> None:
 
 
 @import_.command(name="gold")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(GOLD_SPLITS), required=True,
               help="demo: prompt demonstrations and calibration; dev: early stopping; test: evaluation.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "conll"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), default=None, help=IMPORT_FORMAT_HELP)
 @click.pass_obj
 def import_gold(obj: Context, file: Path, split: str, fmt: str | None) -> None:
-    """Add gold-labeled examples to the demo, dev or test split."""
+    """Add gold-labeled examples to the demo, dev or test split (from Label Studio or Prodigy: the finished, accepted
+    records)."""
     with obj.open() as project:
         _report(project.import_gold(file, split, fmt))
 
@@ -212,6 +217,8 @@ def _report(report: ImportReport) -> None:
     parts = [f"{report.added} added", f"{report.unchanged} already present"]
     if report.promoted:
         parts.append(f"{report.promoted} pool examples made gold")
+    if report.skipped:
+        parts.append(f"{report.skipped} skipped (not annotated, skipped, rejected or ignored in the tool)")
     click.echo(f"{report.path} -> {report.split}: {', '.join(parts)} ({report.seconds:.1f}s)")
     if report.labels_learned:
         click.echo(f"label set taken from this file: {', '.join(report.labels_learned)}")
@@ -242,19 +249,25 @@ def status(obj: Context, as_json: bool) -> None:
 
 
 @main.command(name="export-labels")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "conll"]), default=None)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=None,
+              help="File format [default: from the name: .jsonl .csv .conll .parquet .spacy]; label-studio (JSON "
+              "tasks with the LLM's and the student's labels as predictions, and a labeling config beside them), "
+              "prodigy and hf (a dataset folder) must be named.")
 @click.option("--sources", default=",".join(LABEL_SOURCES), show_default=True,
               help="Label sources in priority order (gold, llm, student).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Leave out LLM/student labels below this confidence.")
 @click.pass_obj
 def export_labels(obj: Context, file: Path, fmt: str | None, sources: str, min_confidence: float) -> None:
-    """Write the labeled corpus with each label's source and confidence."""
+    """Write the labeled corpus with each label's source and confidence, for this tool or another."""
     with obj.open() as project:
         count = project.export_labels(file, fmt, [s.strip() for s in sources.split(",") if s.strip()],
                                       min_confidence)
     click.echo(f"wrote {count} labeled examples to {file}")
+    if fmt == "label-studio":
+        click.echo(f"Label Studio labeling config: {label_config_path(file)} (paste it in the project's Labeling "
+                   "Interface settings, then import the tasks)")
 
 
 # --- annotation ----------------------------------------------------------------------------------------------------

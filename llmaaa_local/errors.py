@@ -9,9 +9,9 @@ class LlmaaaError(Exception):
     """An error the user can fix; the CLI prints it without a traceback."""
 
 
-def at(path: str | Path, line: int | None, problem: str, fix: str = "") -> LlmaaaError:
-    """Build an error that names the file and line of bad input."""
-    where = f"{path}:{line}" if line is not None else str(path)
+def at(path: str | Path, line: int | str | None, problem: str, fix: str = "") -> LlmaaaError:
+    """Build an error that names the file and line (or record: "task 3", "row 17") of bad input."""
+    where = f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}" if line else str(path)
     message = f"{where}: {problem}"
     if fix:
         message += f" ({fix})"

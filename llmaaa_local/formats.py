@@ -33,10 +33,14 @@ _SUFFIXES: dict[str, Format] = {
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+def suffix_format(path: Path) -> Format | None:
+    """The format the file name implies (a .gz suffix aside), if any."""
+    return _SUFFIXES.get(Path(path.name.lower().removesuffix(".gz")).suffix)
+
+
 def detect_format(path: Path, task: TaskName, fmt: str | None = None) -> Format:
     """The explicit format, else the one the file name implies; it must suit the task."""
-    name = path.name.lower().removesuffix(".gz")
-    chosen = fmt or _SUFFIXES.get(Path(name).suffix)
+    chosen = fmt or suffix_format(path)
     if chosen is None:
         raise at(path, None, "cannot tell the file format from its name",
                  f"pass --format {'|'.join(FORMATS[task])}")
@@ -122,14 +126,21 @@ def _lines(path: Path, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
             raise at(path, line_no + 1, f"cannot read the file ({error})") from None
 
 
-def _build(build: Callable[[dict[str, Any]], Example], record: dict[str, Any], path: Path, line_no: int) -> Example:
+def build_example(task: TaskName, record: dict[str, Any], path: Path, line_no: int, where: str = "") -> Example:
+    """An example from a record in the JSONL shape (other tools' files are turned into it); bad records raise
+    LlmaaaError naming the file and the line, or `where` ("task 3") for files without lines."""
+    return _build(_RECORD_BUILDERS[task], record, path, line_no, where)
+
+
+def _build(build: Callable[[dict[str, Any]], Example], record: dict[str, Any], path: Path, line_no: int,
+           where: str = "") -> Example:
     try:
         example = build(record)
     except (SpanError, _RecordError) as error:
         rid = record.get("id")
         label = f"record {rid!r}: " if isinstance(rid, (str, int)) else ""
-        raise at(path, line_no, f"{label}{error}") from None
-    return replace(example, source_file=str(path), source_line=line_no)
+        raise at(path, where or line_no, f"{label}{error}") from None
+    return replace(example, source_file=str(path), source_line=line_no, source_record=where)
 
 
 class _RecordError(ValueError):
@@ -196,6 +207,8 @@ def _ner_record(record: dict[str, Any]) -> Example:
             if len(tags) != len(tokens):
                 raise _RecordError(f"{len(tags)} tags for {len(tokens)} tokens: give one tag per token")
             label = tags_to_spans(tags)
+        elif (raw := _field(record, "spans", list, required=False)) is not None:  # character spans on given tokens
+            label = _token_spans([_char_span(item, text) for item in raw], offsets, text)
         return Example(id=example_id, text=text, tokens=tokens, offsets=offsets, label=label)
     text = _text(_field(record, "text", str))
     raw_spans = _field(record, "spans", list, required=False)
@@ -203,16 +216,24 @@ def _ner_record(record: dict[str, Any]) -> Example:
     offsets = tuple(tokenize(text, [bound for s, e, _ in char_spans for bound in (s, e)]))
     if not offsets:
         raise _RecordError("the text has no tokens")
+    label = _token_spans(char_spans, offsets, text)
+    tokens = tuple(text[s:e] for s, e in offsets)
+    return Example(id=example_id, text=text, tokens=tokens, offsets=offsets,
+                   label=label if raw_spans is not None else None)
+
+
+def _token_spans(char_spans: list[tuple[int, int, str]], offsets: tuple[tuple[int, int], ...], text: str,
+                 ) -> tuple[Span, ...]:
+    """Character spans as token spans; each must start and end on token boundaries."""
     spans = []
     for start, end, kind in char_spans:
         token_range = char_to_token_span(offsets, start, end)
-        if token_range is None:  # the tokenizer dropped part of the span; cannot happen for non-space text
-            raise _RecordError(f"span [{start}, {end}) does not align with the tokens of the text")
+        if token_range is None:
+            raise _RecordError(f"span [{start}, {end}) {text[start:end]!r} ({kind}) starts or ends inside a token: "
+                               "mark whole tokens")
         spans.append(Span(token_range[0], token_range[1], kind))
     check_spans(spans, len(offsets))
-    tokens = tuple(text[s:e] for s, e in offsets)
-    return Example(id=example_id, text=text, tokens=tokens, offsets=offsets,
-                   label=tuple(sorted(spans)) if raw_spans is not None else None)
+    return tuple(sorted(spans))
 
 
 def _char_span(item: Any, text: str) -> tuple[int, int, str]:

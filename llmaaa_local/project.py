@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from .config import GOLD_SPLITS, ProjectSettings, Split, check_split
 from .errors import LlmaaaError, at
-from .formats import LabeledRow, read_examples, read_json_lines, write_labeled
+from .formats import LabeledRow, read_json_lines
+from .interchange import LabelSet, ReadCounts, read_examples, write
 from .llm import Cost
 from .models import sha256_file
 from .records import Annotation, Example, Label, label_to_json
@@ -43,6 +44,7 @@ class ImportReport:
     promoted: int
     labels_learned: tuple[str, ...]
     seconds: float
+    skipped: int = 0  # records the other tool marks as not done (rejected, ignored, not annotated)
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,9 @@ class Project:
         gold = split != "pool"
         learned: dict[str, None] = {}
         added = unchanged = promoted = 0
+        counts = ReadCounts()
         with self.store.transaction():
-            for batch in _chunks(read_examples(path, settings.task, fmt), BATCH):
+            for batch in _chunks(read_examples(path, settings, fmt, gold, counts), BATCH):
                 for example in batch:
                     _check_label(example, settings, learned, gold)
                 current = self.store.lookup([example.id for example in batch])
@@ -161,9 +164,10 @@ class Project:
             if learned:
                 self.store.save_settings(_learn_labels(settings, list(learned)))
             seconds = time.perf_counter() - started
-            self.store.record_import(str(path), sha256_file(path), "gold" if gold else "corpus", split, added,
+            self.store.record_import(str(path), _fingerprint(path), "gold" if gold else "corpus", split, added,
                                      unchanged, seconds)
-        return ImportReport(str(path), split, added, unchanged, promoted, tuple(sorted(learned)), seconds)
+        return ImportReport(str(path), split, added, unchanged, promoted, tuple(sorted(learned)), seconds,
+                            counts.skipped)
 
     def import_annotations(self, path: Path, source: str, field: str | None = None) -> ImportReport:
         """Labels made elsewhere (another LLM run): JSONL `{"id", "label"}` (NER: "tags" or "spans"), with an
@@ -211,6 +215,12 @@ class Project:
     def labeled_rows(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,
                      ) -> Iterator[LabeledRow]:
         """Every example that has a label from `sources` (first source wins) at or above `min_confidence`."""
+        return (labels.rows[0] for labels in self.label_sets(sources, min_confidence))
+
+    def label_sets(self, sources: Sequence[str] = LABEL_SOURCES, min_confidence: float = 0.0,
+                   ) -> Iterator[LabelSet]:
+        """Every example that has a label from `sources` at or above `min_confidence`, with all such labels in
+        source order."""
         _check_sources(sources, min_confidence)
         found_by: dict[str, dict[str, LabeledRow]] = {"llm": {}, "student": {}}
         if "llm" in sources:
@@ -221,18 +231,18 @@ class Project:
             found_by["student"] = {eid: LabeledRow(_NO_EXAMPLE, label, f"student:{artifact}", conf, probs)
                                    for eid, (label, conf, probs) in self.store.predictions(artifact).items()}
         for example in self.store.examples():
-            for source in sources:
-                found = _label_from(source, example, found_by)
-                if found is not None and (found.confidence is None or found.confidence >= min_confidence):
-                    yield replace(found, example=example)
-                    break
+            found = [replace(row, example=example) for source in sources
+                     if (row := _label_from(source, example, found_by)) is not None
+                     and (row.confidence is None or row.confidence >= min_confidence)]
+            if found:
+                yield LabelSet(example, tuple(found))
 
     def export_labels(self, path: Path, fmt: str | None = None, sources: Sequence[str] = LABEL_SOURCES,
                       min_confidence: float = 0.0) -> int:
+        """Write the labeled examples in any export format (`interchange.EXPORT_FORMATS`)."""
         _check_sources(sources, min_confidence)
-        rows = self.labeled_rows(sources, min_confidence)
         try:
-            return write_labeled(path, self.settings.task, rows, fmt)
+            return write(path, self.settings, self.label_sets(sources, min_confidence), fmt)
         except OSError as error:
             raise LlmaaaError(f"{path}: cannot write the export ({error.strerror})") from None
 
@@ -276,6 +286,14 @@ def _imported(path: Path, line_no: int, record: dict[str, Any], known: dict[str,
                       raw_output=json.dumps(record[key], ensure_ascii=False))
 
 
+def _fingerprint(path: Path) -> str:
+    """The SHA-256 of a file, or of a folder's files (a saved dataset) by their relative names."""
+    if not path.is_dir():
+        return sha256_file(path)
+    parts = [f"{file.relative_to(path)}:{sha256_file(file)}" for file in sorted(path.rglob("*")) if file.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -290,7 +308,7 @@ def _identity(example: Example, split: Split, gold: bool) -> StoredIdentity:
 
 def _require_label(example: Example) -> Label:
     if example.label is None:
-        raise at(example.source_file, example.source_line, f"gold record {example.id!r} has no label",
+        raise at(example.source_file, example.where, f"gold record {example.id!r} has no label",
                  "every gold record needs its label, tags or spans")
     return example.label
 
@@ -308,10 +326,10 @@ def _check_label(example: Example, settings: ProjectSettings, learned: dict[str,
                 try:  # the label set it would make must be valid (a label name; no BIO tag as an entity type)
                     _learn_labels(settings, [*learned, name])
                 except LlmaaaError as error:
-                    raise at(example.source_file, example.source_line, f"record {example.id!r}: {error}") from None
+                    raise at(example.source_file, example.where, f"record {example.id!r}: {error}") from None
             learned[name] = None
         elif name not in known:
-            raise at(example.source_file, example.source_line,
+            raise at(example.source_file, example.where,
                      f"record {example.id!r}: label {name!r} is not in the project's label set {list(known)}",
                      "fix the record, or create the project with that label in --labels")
 
@@ -320,18 +338,18 @@ def _same_as_stored(example: Example, stored: StoredIdentity, split: Split) -> b
     """True when the record is already stored as is; False when a gold import should promote a pool example."""
     where = f"{stored.source_file}:{stored.source_line}"
     if example.content_hash() != stored.content_hash:
-        raise at(example.source_file, example.source_line,
+        raise at(example.source_file, example.where,
                  f"id {example.id!r} is already stored from {where} with different content",
                  "give each distinct record its own id")
     if split == "pool":
         if example.label is not None and stored.reference is not None and example.label != stored.reference:
-            raise at(example.source_file, example.source_line,
+            raise at(example.source_file, example.where,
                      f"id {example.id!r} is already stored from {where} with a different label")
         return True
     if stored.split == "pool":
         return False
     if stored.split != split or stored.gold != example.label:
-        raise at(example.source_file, example.source_line,
+        raise at(example.source_file, example.where,
                  f"id {example.id!r} is already gold in split {stored.split!r} from {where} with another label "
                  "or split", "each gold example belongs to one split with one label")
     return True

@@ -71,6 +71,12 @@ class Example:
     split: str = "pool"
     source_file: str = ""
     source_line: int = 0
+    source_record: str = ""  # where in a file without lines: "task 3" (Label Studio), "row 17" (a dataset)
+
+    @property
+    def where(self) -> int | str:
+        """The line, or the record of a file without lines, for error messages."""
+        return self.source_record or self.source_line
 
     def content_hash(self) -> str:
         """Hash of what the example is (not its label or origin): a re-import must match it."""

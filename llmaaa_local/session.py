@@ -99,15 +99,17 @@ class Session:
 
     # --- the stages ------------------------------------------------------------------------------------------------
 
-    def import_file(self, project: Project, path: Path, kind: str, source: str = "") -> ImportReport:
-        """An import by kind: corpus (pool), a gold split (demo, dev, test), or annotations from elsewhere."""
+    def import_file(self, project: Project, path: Path, kind: str, source: str = "", fmt: str | None = None,
+                    ) -> ImportReport:
+        """An import by kind: corpus (pool), a gold split (demo, dev, test), or annotations from elsewhere; `fmt`
+        None: the format the file's name (or a folder: a saved Hugging Face dataset) implies."""
         if kind == "corpus":
-            return project.import_corpus(path)
+            return project.import_corpus(path, fmt)
         if kind == "annotations":
             return project.import_annotations(path, source or path.stem)
         if kind not in IMPORT_KINDS:
             raise LlmaaaError(f"unknown import kind {kind!r}: choose from {', '.join(IMPORT_KINDS)}")
-        return project.import_gold(path, kind)
+        return project.import_gold(path, kind, fmt)
 
     def annotate(self, project: Project, config: AnnotateConfig, on_progress: Callable[[AnnotateProgress], None]
                  | None = None, control: JobControl | None = None) -> AnnotateReport:
