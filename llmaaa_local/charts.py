@@ -1,54 +1,64 @@
-"""Text plots of learning curves for the terminal (CLI status and the TUI); no plotting library needed."""
+"""Learning curves as plotext charts: the series, the round table and the drawing the CLI and the TUI share."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MARKS = "o*x+#@"
+Curve = list[dict[str, Any]]
+Series = dict[str, list[tuple[float, float]]]
 
 
-def line_plot(series: Mapping[str, Sequence[tuple[float, float]]], width: int = 56, height: int = 12,
-              y_label: str = "") -> str:
-    """Points of each series on a character grid, with y and x ranges and a legend."""
-    points = [point for values in series.values() for point in values]
-    if not points:
-        return "(no points yet)"
-    xs, ys = [x for x, _ in points], [y for _, y in points]
-    x_low, x_high = min(xs), max(xs)
-    y_low, y_high = min(ys), max(ys)
-    if y_high - y_low < 1e-9:
-        y_low, y_high = y_low - 0.5, y_high + 0.5
-    grid = [[" "] * width for _ in range(height)]
-    for mark, values in zip(MARKS, series.values(), strict=False):
-        for x, y in values:
-            column = 0 if x_high == x_low else round((x - x_low) / (x_high - x_low) * (width - 1))
-            row = height - 1 - round((y - y_low) / (y_high - y_low) * (height - 1))
-            grid[row][column] = mark
-    lines = []
-    for index, cells in enumerate(grid):
-        label = f"{y_high:6.3f}" if index == 0 else f"{y_low:6.3f}" if index == height - 1 else " " * 6
-        lines.append(f"{label} |{''.join(cells)}")
-    lines.append(" " * 7 + "+" + "-" * width)
-    lines.append(" " * 8 + f"{x_low:<10g}{'labeled examples':^{max(width - 20, 0)}}{x_high:>10g}")
-    legend = "   ".join(f"{mark} {name}" for mark, name in zip(MARKS, series, strict=False))
-    lines.append(" " * 8 + legend + (f"   (y: {y_label})" if y_label else ""))
-    return "\n".join(lines)
+def curve_metric(curves: Mapping[str, Curve]) -> str | None:
+    """The metric the rounds report: F1 for NER and relations, else accuracy."""
+    last = [curve[-1]["student"] for curve in curves.values() if curve]
+    return next((key for key in ("f1", "accuracy") if any(key in scores for scores in last)), None)
 
 
-def learning_curve_text(curve: list[dict[str, Any]]) -> str:
-    """The loop's rounds as a table and a terminal plot (LLM label quality and student quality)."""
+def curve_series(curves: Mapping[str, Curve], metric: str) -> Series:
+    """Student and LLM-label quality against labeled examples, per loop (named by loop when there are several)."""
+    series: Series = {}
+    for loop, curve in curves.items():
+        prefix = f"{loop}: " if len(curves) > 1 else ""
+        for who, name in (("student", "student"), ("llm", "LLM labels")):
+            points = [(float(row["labeled"]), float(row[who][metric])) for row in curve if metric in row[who]]
+            if points:
+                series[f"{prefix}{name} {metric}"] = points
+    return series
+
+
+def draw_curves(plt: Any, series: Mapping[str, Sequence[tuple[float, float]]], metric: str) -> None:
+    """Draw on plotext's module or a textual-plotext widget's `plt` (the same API)."""
+    plt.clear_data()
+    for name, points in series.items():
+        plt.plot([x for x, _ in points], [y for _, y in points], label=name, marker="braille")
+    plt.xlabel("labeled examples")
+    plt.ylabel(metric)
+
+
+def curve_rows(curve: Curve, metric: str | None) -> list[tuple[str, ...]]:
+    """One row per finished round: round, labeled, LLM metric, student metric, seconds."""
+    def score(scores: dict[str, float]) -> str:
+        return "-" if metric is None or metric not in scores else f"{scores[metric]:.4f}"
+
+    return [(str(row["round"]), str(row["labeled"]), score(row["llm"]), score(row["student"]),
+             f"{row['seconds']:.0f}") for row in curve]
+
+
+def learning_curve_text(curve: Curve, width: int = 72, height: int = 14) -> str:
+    """A loop's rounds as a table and a plotext chart, for the terminal."""
     if not curve:
         return "  no finished round yet"
-    metric = next((key for key in ("f1", "accuracy") if key in curve[-1]["student"]), None)
-    lines = [f"  {'round':>5} {'labeled':>7} {'LLM ' + (metric or ''):>12} {'student ' + (metric or ''):>16} "
-             f"{'seconds':>8}"]
-    for row in curve:
-        llm, student = row["llm"].get(metric), row["student"].get(metric)
-        lines.append(f"  {row['round']:>5} {row['labeled']:>7} {'-' if llm is None else f'{llm:.4f}':>12} "
-                     f"{'-' if student is None else f'{student:.4f}':>16} {row['seconds']:>8.0f}")
+    metric = curve_metric({"": curve})
+    label = metric or ""
+    lines = [f"  {'round':>5} {'labeled':>7} {'LLM ' + label:>12} {'student ' + label:>16} {'seconds':>8}"]
+    lines += [f"  {r:>5} {n:>7} {llm:>12} {student:>16} {s:>8}" for r, n, llm, student, s in curve_rows(curve, metric)]
     if metric:
-        series = {f"student {metric}": [(r["labeled"], r["student"][metric]) for r in curve if metric in r["student"]],
-                  f"LLM labels {metric}": [(r["labeled"], r["llm"][metric]) for r in curve if metric in r["llm"]]}
-        lines.append(line_plot(series, y_label=metric))
+        import plotext
+
+        plotext.clear_figure()
+        plotext.plotsize(width, height)
+        plotext.theme("clear")
+        draw_curves(plotext, curve_series({"": curve}, metric), metric)
+        lines.append(plotext.uncolorize(plotext.build()))  # plain text: output may go to a file or a pipe
     return "\n".join(lines)

@@ -443,6 +443,28 @@ def evaluate(obj: Context, split: str | None, source: str, as_json: bool) -> Non
         click.echo(f"{'LLM-student agreement':24} pool  n={shared.n:<6} {shared.rate:.1%}")
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write each figure as a PNG file in this folder instead of one HTML file.")
+@click.pass_obj
+def report(obj: Context, file: Path | None, png_dir: Path | None) -> None:
+    """Draw the project's figures into one self-contained HTML FILE [default: report.html in the project folder]:
+    learning curves, teacher reliability, errors against gold, label distributions, LLM cost (needs the [report]
+    extra)."""
+    from .report import write_html, write_pngs
+
+    if file is not None and png_dir is not None:
+        raise LlmaaaError("give an HTML FILE or --png DIR, not both")
+    with obj.open() as project:
+        written = write_pngs(project, png_dir) if png_dir else \
+            write_html(project, file or project.root / "report.html")
+    for note in written.missing:
+        click.echo(f"note: {note}", err=True)
+    for path in written.paths:
+        click.echo(str(path))
+
+
 # --- active learning -------------------------------------------------------------------------------------------
 
 

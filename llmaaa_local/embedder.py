@@ -27,7 +27,9 @@ class Embedder:
         self.name = f"{folder.name}:{sha256_file(weights)[:12] if weights else 'unknown'}"
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True,
+                                                use_safetensors=True).eval().to(self._device)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
@@ -35,11 +37,11 @@ class Embedder:
         with torch.inference_mode():
             for start in range(0, len(texts), BATCH):
                 batch = self._tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
-                                        max_length=MAX_TOKENS, return_tensors="pt")
+                                        max_length=MAX_TOKENS, return_tensors="pt").to(self._device)
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+                vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
         return np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
 
 

@@ -84,16 +84,20 @@ def evaluate(project: Project, split: str | None = None, source: str = "") -> Ev
     result = evaluate_llm(project, split or "pool", source) if store.annotation_sources() else Evaluation()
     artifact_id = store.labeled_artifact()
     if artifact_id is not None:
-        counts = store.split_counts()
-        student_split = check_split(split or ("test" if counts["test"] else "pool"))
-        predicted = {eid: label for eid, (label, _, _) in store.predictions(artifact_id, student_split).items()}
-        references = store.reference_labels(student_split)
-        student = _scores(project, student_split, references, predicted, "student", artifact=artifact_id) \
+        chosen = student_split(project, split)
+        predicted = {eid: label for eid, (label, _, _) in store.predictions(artifact_id, chosen).items()}
+        references = store.reference_labels(chosen)
+        student = _scores(project, chosen, references, predicted, "student", artifact=artifact_id) \
             if references else None
         result = Evaluation(result.llm, student, agreement(project, artifact_id, source), result.by_source)
     if result == Evaluation():
         raise LlmaaaError("nothing to evaluate yet: run `annotate` (LLM labels) or `train`, `export`, `label`")
     return result
+
+
+def student_split(project: Project, split: str | None = None) -> Split:
+    """Where the student is scored: `split` if given, else the gold test split when there is one, else the pool."""
+    return check_split(split or ("test" if project.store.split_counts()["test"] else "pool"))
 
 
 def evaluate_llm(project: Project, split: str = "pool", source: str = "") -> Evaluation:

@@ -45,3 +45,26 @@ def entity_f1(gold_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Seque
         "recall": float(recall_score(gold, predicted, zero_division=0)),
         "f1": float(f1_score(gold, predicted, zero_division=0)),
     }
+
+
+def f1_by_label(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """F1 of each of `labels` that occurs in the gold or predicted labels."""
+    from sklearn.metrics import f1_score
+
+    present = [label for label in labels if label in set(gold) | set(predicted)]
+    if not present:
+        return {}
+    scores = f1_score(gold, predicted, labels=present, average=None, zero_division=0)
+    return {label: float(score) for label, score in zip(present, scores, strict=True)}
+
+
+def entity_f1_by_type(gold_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]],
+                      ) -> dict[str, float]:
+    """Entity-level F1 of each entity type that occurs in the gold or predicted tags (seqeval)."""
+    from seqeval.metrics import classification_report
+
+    if not any(tag != "O" for tags in (*gold_tags, *predicted_tags) for tag in tags):
+        return {}
+    report = classification_report([list(t) for t in gold_tags], [list(t) for t in predicted_tags],
+                                   output_dict=True, zero_division=0)
+    return {name: float(row["f1-score"]) for name, row in sorted(report.items()) if not name.endswith(" avg")}

@@ -698,6 +698,15 @@ class Store:
             "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_evaluated), 0) AS tokens_evaluated, "
             "COALESCE(SUM(tokens_out), 0) AS tokens_out, COALESCE(SUM(seconds), 0) AS seconds FROM annotations"))
 
+    def annotation_costs(self, source: str = "") -> list[tuple[str, int, int, int, float]]:
+        """(made at, prompt tokens, evaluated tokens, generated tokens, seconds) of every annotation from `source`,
+        in the order they were made."""
+        match, value = source_filter(source, "source")
+        rows = self.db.query("SELECT created_at, tokens_in, tokens_evaluated, tokens_out, seconds FROM annotations "
+                             f"WHERE {match} ORDER BY id", [value])
+        return [(row["created_at"], row["tokens_in"], row["tokens_evaluated"], row["tokens_out"], row["seconds"])
+                for row in rows]
+
     def latest_labels(self, source: str = "", split: Split | None = None,
                       ) -> Iterator[tuple[str, Label, float | None, str]]:
         """(example id, label, confidence, source) of the newest ok annotation per example from `source`."""

@@ -30,6 +30,7 @@ from textual.widgets import (
     Static,
     TabbedContent,
 )
+from textual_plotext import PlotextPlot
 
 from llmaaa_local.config import EngineSettings, PromptSettings, TeacherSettings
 from llmaaa_local.llm import Prompt, ScriptedLLM
@@ -665,7 +666,8 @@ async def test_metrics_show_teacher_student_cost_and_learning_curve(
         assert quality["student"][:2] == ["pool", "4"] and "accuracy 0.500" in quality["student"][2]
         assert quality["LLM = student"] == ["pool", "4", "50.0%"]
         assert text(app, "#cost").startswith("LLM cost: 4 annotations, 0 prompt tokens")
-        assert text(app, "#curve") == "no active-learning rounds yet"
+        assert text(app, "#curve") == "no active-learning rounds yet: run the loop (Run tab, o)"
+        assert not app.query_one("#curve-plot").display and not app.query_one("#rounds").display
 
         store = project.store
         store.start_round("default", 0, "entropy", {}, ["r01", "r02"])
@@ -676,10 +678,13 @@ async def test_metrics_show_teacher_student_cost_and_learning_curve(
         store.update_round(second.id, "trained", 8.0, llm={"accuracy": 1.0}, student={"accuracy": 0.75})
         store.finish_round(second.id, 8.0, "default", 2, "entropy", {}, [])
         await pilot.press("f5")
-        curve = text(app, "#curve")
-        assert curve.startswith("loop default:")
-        assert "round labeled" in curve and "accuracy" in curve
-        assert "0.7500" in curve and "1.0000" in curve and "labeled examples" in curve
+        assert not app.query_one("#curve").display and app.query_one("#curve-plot").display
+        assert rows(app, "#rounds") == [["default", "0", "2", "0.7500", "0.5000", "12"],
+                                        ["default", "1", "4", "1.0000", "0.7500", "8"]]
+        plot = app.query_one("#curve-plot", PlotextPlot)
+        drawn = plot.plt.build()
+        assert "student accuracy" in drawn and "LLM labels accuracy" in drawn and "labeled examples" in drawn
+        assert "learning curves (default)" in drawn
 
 
 async def test_export_writes_the_chosen_sources(make_project: Callable[..., Project],
@@ -833,6 +838,22 @@ async def test_a_native_crash_of_the_last_tui_session_is_shown_at_the_next_start
     assert "Segmentation fault" in kept.read_text()
     async with app.run_test(size=SIZE):
         assert any(severity == "error" and "crash in native code" in message for severity, message in notes(app))
+
+
+async def test_the_feed_shows_each_new_annotation_once_when_some_are_cached(
+        make_project: Callable[..., Project], write_file: Callable[..., Path], tmp_path: Path) -> None:
+    """Progress comes for cached examples too, while the newest asked annotation is still the latest one."""
+    project = classify_project(make_project, write_file)
+    app = make_app(project, tmp_path, Teacher())
+    async with app.run_test(size=SIZE) as pilot:
+        await annotate_all(pilot, app, 3)
+        first = {row[0] for row in rows(app, "#feed")}
+        await annotate_all(pilot, app, 6)
+        assert "3 annotated, 3 cached" in "\n".join(app.query_one("#events", Log).lines)
+        feed = [row[0] for row in rows(app, "#feed")]
+        assert len(feed) == len(set(feed)) == 3
+        annotated = {row["example_id"] for row in project.store.recent_annotations(10)}
+        assert len(annotated) == 6 and set(feed) == annotated - first
 
 
 # --- the real teacher ---------------------------------------------------------------------------------------------

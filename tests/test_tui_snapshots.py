@@ -123,3 +123,29 @@ def test_review_queue(snap_compare: Snap, app: LlmaaaApp) -> None:
 
 def test_help(snap_compare: Snap, app: LlmaaaApp) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=press_and_settle("question_mark"))
+
+
+def test_models_form(snap_compare: Snap, app: LlmaaaApp) -> None:
+    """Every input of the Models tab carries its name on its border."""
+    assert snap_compare(app, terminal_size=SIZE, run_before=press_and_settle("2"))
+
+
+def test_export_form(snap_compare: Snap, app: LlmaaaApp) -> None:
+    assert snap_compare(app, terminal_size=SIZE, run_before=press_and_settle("6"))
+
+
+def test_import_dialog(snap_compare: Snap, app: LlmaaaApp) -> None:
+    assert snap_compare(app, terminal_size=SIZE, run_before=press_and_settle("i"))
+
+
+def test_metrics_with_learning_curves(snap_compare: Snap, app: LlmaaaApp) -> None:
+    """Two loops' rounds drawn by the plot widget, and their table."""
+    with Project.open(Path("proj")) as project:
+        store = project.store
+        for loop, scores in (("entropy", [(0.75, 0.5), (0.8, 0.75)]), ("random", [(0.7, 0.5), (0.75, 0.6)])):
+            store.start_round(loop, 0, loop, {}, ["r01", "r02"])
+            for index, (llm, student) in enumerate(scores):
+                current = store.rounds(loop)[-1]
+                store.update_round(current.id, "trained", 10.0, llm={"accuracy": llm}, student={"accuracy": student})
+                store.finish_round(current.id, 10.0, loop, index + 1, loop, {}, ["r03", "r04"] if index == 0 else [])
+    assert snap_compare(app, terminal_size=SIZE, run_before=press_and_settle("5"))

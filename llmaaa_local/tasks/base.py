@@ -46,6 +46,11 @@ class Task(Protocol):
     def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
                 examples: Mapping[str, Example]) -> dict[str, float]: ...
 
+    def f1_by_label(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                    examples: Mapping[str, Example]) -> dict[str, float]:
+        """F1 of each label (NER: entity type; relations: every label but the no-relation one) that occurs."""
+        ...
+
 
 CONTENT_FREE = "N/A"  # the input of the baseline prompt in contextual calibration
 

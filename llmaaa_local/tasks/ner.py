@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import ProjectSettings
 from ..llm import GenerateRequest, GenerateResponse, Prompt, ScoreResponse
-from ..metrics import entity_f1
+from ..metrics import entity_f1, entity_f1_by_type
 from ..records import Example, Label, Span
 from ..spans import SpanError, char_to_token_span, check_spans, spans_to_tags, tags_to_spans
 from .base import Parsed, label_lines
@@ -144,11 +144,11 @@ class EntityRecognition:
 
     def metrics(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
                 examples: Mapping[str, Example]) -> dict[str, float]:
-        ids = list(gold)
-        lengths = [len(examples[i].tokens or ()) for i in ids]
-        gold_tags = [spans_to_tags(_spans(gold[i]), n) for i, n in zip(ids, lengths, strict=True)]
-        predicted_tags = [spans_to_tags(_spans(predicted[i]), n) for i, n in zip(ids, lengths, strict=True)]
-        return entity_f1(gold_tags, predicted_tags)
+        return entity_f1(*_tag_lists(gold, predicted, examples))
+
+    def f1_by_label(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                    examples: Mapping[str, Example]) -> dict[str, float]:
+        return entity_f1_by_type(*_tag_lists(gold, predicted, examples))
 
 
 def anchor(example: Example, items: Sequence[tuple[str, str]], types: Sequence[str]) -> tuple[tuple[Span, ...], int]:
@@ -200,6 +200,15 @@ def _clipped(example: Example, max_chars: int) -> Example:
     keep = max(1, sum(1 for _, end in example.offsets if end <= max_chars))
     text = example.text[: example.offsets[keep - 1][1]]
     return Example(example.id, text, example.tokens[:keep], example.offsets[:keep])
+
+
+def _tag_lists(gold: Mapping[str, Label], predicted: Mapping[str, Label], examples: Mapping[str, Example],
+               ) -> tuple[list[list[str]], list[list[str]]]:
+    """The gold and predicted spans of the same examples as IOB2 tag sequences, for seqeval."""
+    ids = list(gold)
+    lengths = [len(examples[i].tokens or ()) for i in ids]
+    return ([spans_to_tags(_spans(gold[i]), n) for i, n in zip(ids, lengths, strict=True)],
+            [spans_to_tags(_spans(predicted[i]), n) for i, n in zip(ids, lengths, strict=True)])
 
 
 def _spans(label: Label) -> tuple[Span, ...]:

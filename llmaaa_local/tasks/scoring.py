@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import ProjectSettings
 from ..llm import GenerateResponse, ScoreResponse
-from ..metrics import accuracy, macro_f1
+from ..metrics import accuracy, f1_by_label, macro_f1
 from ..records import Example, Label
 from .base import Parsed
 
@@ -59,3 +59,9 @@ class LabelScoring:
         ids = list(gold)
         g, p = [str(gold[i]) for i in ids], [str(predicted[i]) for i in ids]
         return {"accuracy": accuracy(g, p), "macro_f1": macro_f1(g, p, self.labels)}
+
+    def f1_by_label(self, gold: Mapping[str, Label], predicted: Mapping[str, Label],
+                    examples: Mapping[str, Example]) -> dict[str, float]:
+        ids = list(gold)
+        labels = [label for label in self.labels if label != self.settings.no_relation]
+        return f1_by_label([str(gold[i]) for i in ids], [str(predicted[i]) for i in ids], labels)

@@ -16,7 +16,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Log, ProgressBar, Select, Static
+from textual_plotext import PlotextPlot
 
+from llmaaa_local.charts import curve_metric, curve_rows, curve_series, draw_curves
 from llmaaa_local.config import (
     ENGINES,
     TASKS,
@@ -28,12 +30,14 @@ from llmaaa_local.config import (
 )
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.evaluate import metric_line
+from llmaaa_local.interchange import EXPORT_FORMATS
 from llmaaa_local.jobs import JobControl, eta_text
 from llmaaa_local.models import DEFAULT_MODELS, REGISTRY, list_models, pull
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
 from llmaaa_local.strategies import STRATEGIES
 
+from .fields import field
 from .messages import (
     Host,
     JobLog,
@@ -52,7 +56,6 @@ if TYPE_CHECKING:
     from llmaaa_local.review import ReviewItem
 
 FEED_ROWS = 50
-
 
 class Pane(Widget, can_focus=True):
     """A tab's content; `refresh_from_project` re-reads what it shows. It takes the focus when its tab opens, so
@@ -89,16 +92,19 @@ class HomePane(Pane):
                 yield Button("Import a file (i)", id="import")
             yield Static("", id="import-result")
             yield DataTable(id="counts", cursor_type="none")
-            yield Label("Open a project folder")
             with Horizontal(classes="row"):
-                yield Input(placeholder="project folder", id="open-path")
+                yield field(Input(placeholder="path/to/project", id="open-path"), "open a project folder",
+                            "A folder holding project.sqlite (made by `init` or Create below)")
                 yield Button("Open", id="open")
-            yield Label("Or create one")
             with Horizontal(classes="row"):
-                yield Input(placeholder="new folder", id="new-path")
-                yield Select([(task, task) for task in TASKS], value="classify", allow_blank=False, id="new-task")
+                yield field(Input(placeholder="path/to/new-project", id="new-path"), "or create one in",
+                            "A new or empty folder for the new project")
+                yield field(Select([(task, task) for task in TASKS], value="classify", allow_blank=False,
+                                   id="new-task"), "task",
+                            "classify: one label per text; ner: entity spans; re: the relation of two marked entities")
             with Horizontal(classes="row"):
-                yield Input(placeholder="labels: a,b,c (empty: from the first labeled import)", id="new-labels")
+                yield field(Input(placeholder="a,b,c (empty: from the first labeled import)", id="new-labels"),
+                            "labels", "Comma-separated labels, entity types or relation labels")
                 yield Button("Create", id="create")
 
     def on_mount(self) -> None:
@@ -152,16 +158,16 @@ class HomePane(Pane):
         start = project_dir.parent if project_dir.parent.exists() else Path.cwd()
         self.app.push_screen(ImportScreen(start), self._imported)
 
-    def _imported(self, choice: tuple[Path, str, str] | None) -> None:
+    def _imported(self, choice: tuple[Path, str, str, str | None] | None) -> None:
         if choice is None:
             return
-        path, kind, source = choice
+        path, kind, source, fmt = choice
         result = self.query_one("#import-result", Static)
 
         session = self.main.session
 
         def job(project: Project, control: JobControl) -> str:
-            report = session.import_file(project, path, kind, source)
+            report = session.import_file(project, path, kind, source, fmt)
             return f"{path.name}: {report.added} added, {report.unchanged} already present"
 
         result.update(f"importing {path.name} ...")
@@ -183,19 +189,25 @@ class ModelsPane(Pane):
                     yield Button(f"Pull {name}", id=f"pull-{name}")
                 yield Button("Check this machine", id="doctor",
                          tooltip="llmaaa-local doctor: CPU flags, the llama.cpp build, and a test decode of each GGUF")
-            yield Label("Teacher (GGUF name or path), threads, context, GPU layers; student")
             with Horizontal(classes="row"):
-                yield Input(value=self.main.session.teacher.model, id="teacher-model")
-                yield Input(placeholder="threads", id="teacher-threads", type="integer")
-                yield Input(value=str(self.main.session.teacher.n_ctx), id="teacher-ctx", type="integer")
-                yield Input(value="0", id="teacher-gpu", type="integer")
-            yield Label("Student; where teacher and student run (ray: an address or empty for a Ray here; workers)")
+                yield field(Input(value=self.main.session.teacher.model, id="teacher-model"), "teacher",
+                            "The LLM: a name from the table above or a path to a GGUF file")
+                yield field(Input(placeholder="all", id="teacher-threads", type="integer", classes="narrow"),
+                            "threads", "CPU threads for the teacher (empty: every core)")
+                yield field(Input(value=str(self.main.session.teacher.n_ctx), id="teacher-ctx", type="integer",
+                                  classes="narrow"), "context", "The teacher's context window in tokens")
+                yield field(Input(value="0", id="teacher-gpu", type="integer", classes="narrow"), "GPU layers",
+                            "Layers offloaded to a GPU (needs a llama.cpp built with CUDA or Metal); 0: CPU only")
             with Horizontal(classes="row"):
-                yield Input(value=self.main.session.student, id="student-model")
-                yield Select([(name, name) for name in ENGINES], value=self.main.session.engine.kind,
-                             allow_blank=False, id="engine")
-                yield Input(placeholder="ray address", id="engine-address")
-                yield Input(value=str(self.main.session.engine.workers), id="engine-workers", type="integer")
+                yield field(Input(value=self.main.session.student, id="student-model"), "student",
+                            "The encoder the student is fine-tuned from, also the kNN embedder: a name or a folder")
+                yield field(Select([(name, name) for name in ENGINES], value=self.main.session.engine.kind,
+                                   allow_blank=False, id="engine"), "engine",
+                            "local: this process; ray: teacher actors and labeling on a Ray cluster")
+                yield field(Input(placeholder="here", id="engine-address"), "ray address",
+                            "A Ray cluster's address (empty: $RAY_ADDRESS, else a Ray started on this machine)")
+                yield field(Input(value=str(self.main.session.engine.workers), id="engine-workers", type="integer",
+                                  classes="narrow"), "workers", "Ray actors: teacher copies or labeling workers")
                 yield Button("Apply", id="apply-models", variant="primary")
             yield Log(id="pull-log", max_lines=200)
 
@@ -289,9 +301,12 @@ class RunPane(Pane):
                                    ("export", "Export e"), ("label", "Label l"), ("loop", "Loop o")):
                     yield Button(label, id=f"start-{job}")
             with Horizontal(classes="row"):
-                yield Input(value="100", id="annotate-n", type="integer", tooltip="examples to annotate")
-                yield Select([(s, s) for s in STRATEGIES], value="entropy", allow_blank=False, id="strategy")
-                yield Input(value="300", id="budget", type="integer", tooltip="loop budget")
+                yield field(Input(value="100", id="annotate-n", type="integer"), "annotate how many",
+                            "Pool examples the teacher labels when you press Annotate (a)")
+                yield field(Select([(s, s) for s in STRATEGIES], value="entropy", allow_blank=False, id="strategy"),
+                            "loop strategy", "How the active-learning loop (o) picks the next examples to annotate")
+                yield field(Input(value="300", id="budget", type="integer"), "loop budget",
+                            "How many examples the loop (o) may send to the teacher in all its rounds")
             yield Static("idle", id="state")
             yield ProgressBar(id="progress", show_eta=False)
             yield Static("", id="rates")
@@ -418,8 +433,9 @@ class RunPane(Pane):
         bar = self.query_one("#progress", ProgressBar)
         bar.update(total=message.total, progress=message.done)
         self.query_one("#rates", Static).update(message.rates)
-        if message.latest:
-            latest = message.latest
+        latest = message.latest
+        # progress also comes for cached examples, with the newest asked one still the latest: show it once
+        if latest and (not self.feed or self.feed[0][0] != latest["id"]):
             self.feed.appendleft((latest["id"], str(latest["label"])[:24], latest["confidence"], latest["text"][:60]))
             feed = self.query_one("#feed", DataTable)
             feed.clear()
@@ -473,7 +489,8 @@ class ReviewPane(Pane):
             yield Static("", id="review-counts")
             yield DataTable(id="queue", cursor_type="row")
             yield Static("", id="detail")
-            yield Input(placeholder="the right label, then enter", id="typed")
+            yield field(Input(placeholder="the right label, then enter", id="typed"), "your label",
+                        "Type the correct label (one of the project's labels) and press enter; escape cancels")
 
     def on_mount(self) -> None:
         self.query_one("#queue", DataTable).add_columns("example", "why", "LLM", "student", "text")
@@ -599,13 +616,15 @@ class MetricsPane(Pane):
         with VerticalScroll():
             yield DataTable(id="quality", cursor_type="none")
             yield Static("", id="cost")
-            yield Static("no active-learning rounds yet", id="curve")
+            yield Static("no active-learning rounds yet: run the loop (Run tab, o)", id="curve")
+            yield PlotextPlot(id="curve-plot")
+            yield DataTable(id="rounds", cursor_type="none")
 
     def on_mount(self) -> None:
         self.query_one("#quality", DataTable).add_columns("labels", "split", "n", "scores")
+        self.query_one("#curve-plot", PlotextPlot).display = False
 
     def refresh_from_project(self) -> None:
-        from llmaaa_local.charts import learning_curve_text
         from llmaaa_local.evaluate import Evaluation, evaluate
 
         project = self.project_or_none()
@@ -628,8 +647,24 @@ class MetricsPane(Pane):
         self.query_one("#cost", Static).update(
             f"LLM cost: {status.counts.annotations} annotations, {cost.tokens_in} prompt tokens "
             f"({cost.tokens_evaluated} evaluated), {cost.tokens_out} generated, {cost.seconds:.0f}s")
-        charts = [f"loop {name}:\n{learning_curve_text(curve)}" for name, curve in curves.items()]
-        self.query_one("#curve", Static).update("\n\n".join(charts) or "no active-learning rounds yet")
+        self.show_curves(curves)
+
+    def show_curves(self, curves: dict[str, list[dict[str, Any]]]) -> None:
+        """Every loop's learning curve as a plot, and its rounds as a table."""
+        metric = curve_metric(curves)
+        plot, rounds = self.query_one("#curve-plot", PlotextPlot), self.query_one("#rounds", DataTable)
+        plot.display = rounds.display = metric is not None
+        self.query_one("#curve", Static).display = metric is None
+        rounds.clear(columns=True)
+        if metric is None:
+            return
+        plot.plt.title(f"learning curves ({', '.join(curves)})")
+        draw_curves(plot.plt, curve_series(curves, metric), metric)
+        plot.refresh()
+        rounds.add_columns("loop", "round", "labeled", f"LLM {metric}", f"student {metric}", "seconds")
+        for name, curve in curves.items():
+            for row in curve_rows(curve, metric):
+                rounds.add_row(name, *row)
 
 
 # --- Export ----------------------------------------------------------------------------------------------------------
@@ -640,14 +675,18 @@ class ExportPane(Pane):
         with Vertical():
             yield Label("Write the labeled corpus (the first checked source with a label wins)")
             with Horizontal(classes="row"):
-                yield Input(value="labels.jsonl", id="export-path")
-                yield Select([("jsonl", "jsonl"), ("csv", "csv"), ("conll", "conll")], value="jsonl",
-                             allow_blank=False, id="export-format")
+                yield field(Input(value="labels.jsonl", id="export-path"), "file",
+                            "Where to write, relative to the project folder (a folder for the hf format)")
+                yield field(Select([(name, name) for name in EXPORT_FORMATS], value="jsonl", allow_blank=False,
+                                   id="export-format"), "format",
+                            "jsonl, csv, conll, or another tool's: Label Studio tasks, Prodigy, spaCy DocBin, "
+                            "a Hugging Face dataset folder, Parquet")
             with Horizontal(classes="row"):
-                yield Checkbox("gold", value=True, id="source-gold")
-                yield Checkbox("llm", value=True, id="source-llm")
-                yield Checkbox("student", value=True, id="source-student")
-                yield Input(value="0.0", id="export-min", tooltip="minimum confidence")
+                yield Checkbox("gold", value=True, id="source-gold", tooltip="gold labels you imported or reviewed")
+                yield Checkbox("llm", value=True, id="source-llm", tooltip="the teacher's labels")
+                yield Checkbox("student", value=True, id="source-student", tooltip="the student's labels")
+                yield field(Input(value="0.0", id="export-min", classes="narrow"), "min conf",
+                            "Leave out LLM and student labels below this confidence (0 to 1)")
                 yield Button("Export", id="export-go", variant="primary")
             yield Static("", id="export-result")
 

@@ -15,7 +15,10 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, DirectoryTree, Input, Label, Select, Static
 
+from llmaaa_local.interchange import IMPORT_FORMATS
 from llmaaa_local.records import Span
+
+from .fields import field
 
 PREVIEW_LINES = 6
 IMPORT_KINDS = [("corpus (pool, labels hidden)", "corpus"), ("gold: demo pool", "demo"), ("gold: dev", "dev"),
@@ -58,8 +61,9 @@ def preview(path: Path, lines: int = PREVIEW_LINES) -> str:
     return text[:2000] or "(empty file)"
 
 
-class ImportScreen(ModalScreen["tuple[Path, str, str] | None"]):
-    """Pick a file, see its first records, choose what it is; returns (path, kind, source name) or None."""
+class ImportScreen(ModalScreen["tuple[Path, str, str, str | None] | None"]):
+    """Pick a file, see its first records, choose what it is; returns (path, kind, source name, format or None for
+    the one its name implies) or None."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
 
@@ -75,8 +79,14 @@ class ImportScreen(ModalScreen["tuple[Path, str, str] | None"]):
                 yield DirectoryTree(str(self.start), id="import-tree")
                 yield Static("(no file chosen)", id="import-preview")
             with Horizontal(id="import-options"):
-                yield Select(IMPORT_KINDS, value="corpus", allow_blank=False, id="import-kind")
-                yield Input(placeholder="source name (annotations)", id="import-source")
+                yield field(Select(IMPORT_KINDS, value="corpus", allow_blank=False, id="import-kind"), "what it holds",
+                            "corpus: texts to label (any labels stay hidden); gold: a split of checked labels; "
+                            "annotations: labels made elsewhere")
+                yield field(Select([("from its name", ""), *((name, name) for name in IMPORT_FORMATS)], value="",
+                                   allow_blank=False, id="import-format"), "format",
+                            "The file's format; by default the one its name implies (.jsonl, .csv, .conll, ...)")
+                yield field(Input(placeholder="e.g. llama70b", id="import-source"), "source name",
+                            "For annotations: a name for where the labels come from")
                 yield Button("Import", variant="primary", id="import-go")
                 yield Button("Cancel", id="import-cancel")
 
@@ -91,7 +101,8 @@ class ImportScreen(ModalScreen["tuple[Path, str, str] | None"]):
             self.notify("choose a file first", severity="warning")
             return
         kind = str(self.query_one("#import-kind", Select).value)
-        self.dismiss((self.chosen, kind, self.query_one("#import-source", Input).value.strip()))
+        fmt = str(self.query_one("#import-format", Select).value) or None
+        self.dismiss((self.chosen, kind, self.query_one("#import-source", Input).value.strip(), fmt))
 
     @on(Button.Pressed, "#import-cancel")
     def action_dismiss_none(self) -> None:

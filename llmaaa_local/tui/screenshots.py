@@ -1,67 +1,82 @@
-"""SVG screenshots of every tab at 80x24, on a project built from the demo data with a scripted teacher.
+"""SVG screenshots of every tab at 80x24, from a real run: the demo project with the default GGUF teacher and student.
 
-Usage: python -m llmaaa_local.tui.screenshots OUT_DIR
+The project is what `llmaaa-local demo` builds (prompt tuned, 120 reviews annotated, a student trained, exported
+and labeling the corpus), plus two short active-learning loops (entropy and random) so the Metrics tab has curves;
+then the app annotates a few more reviews live on the Run tab before the shots are taken. It takes about 15 minutes
+on 2 cores and pulls the default models if they are missing.
+
+Usage: python -m llmaaa_local.tui.screenshots [OUT_DIR] [--project DIR]  (OUT_DIR: docs/screenshots)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
-from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings
-from llmaaa_local.demo import demo_file
-from llmaaa_local.llm import Prompt, ScriptedLLM
+from textual.widgets import Input
+
+from llmaaa_local.config import TrainConfig
+from llmaaa_local.demo import DEMO_EPOCHS, run_demo
+from llmaaa_local.loop import LoopConfig
+from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
+from llmaaa_local.session import Session
 
 from .app import LlmaaaApp
 
-POSITIVE_WORDS = ("love", "great", "lovely", "friendly", "perfect", "excellent", "recommend", "best")
+TABS = (("1", "home"), ("2", "models"), ("3", "run"), ("4", "review"), ("5", "metrics"), ("6", "export"))
+LIVE_ANNOTATIONS = 8
 
 
-def teacher_scores(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
-    """A stand-in teacher: positive when the last text has a positive word."""
-    text = prompt.user.rsplit("Text:", 1)[-1].lower()
-    positive = any(word in text for word in POSITIVE_WORDS)
-    return [-0.3, -1.6] if positive else [-1.6, -0.3]
+def build(folder: Path, models_dir: Path) -> None:
+    """The demo project, then two short loops (seed 20, two rounds of 20) with the same teacher and student."""
+    run_demo(folder, models_dir)
+    session = Session(folder, models_dir)
+    train = TrainConfig(student=DEFAULT_STUDENT, epochs=DEMO_EPOCHS)
+    with Project.open(folder) as project:
+        for strategy in ("entropy", "random"):
+            config = LoopConfig(name=strategy, strategy=strategy, seed_size=20, per_round=20, rounds=2, budget=None,
+                                train=train)
+            rounds = session.loop(project, config)
+            print(f"loop {strategy}: {len(rounds)} rounds")
 
 
-async def shoot(folder: Path, out: Path) -> list[Path]:
-    app = LlmaaaApp(folder, teacher_factory=lambda settings, models: ScriptedLLM(scorer=teacher_scores))
+async def shoot(folder: Path, models_dir: Path, out: Path) -> list[Path]:
+    app = LlmaaaApp(folder, models_dir=models_dir)
     shots = []
     async with app.run_test(size=(80, 24)) as pilot:
-        app.sub_title = "demo-project"
         await pilot.press("3")
+        with Project.open(folder) as project:  # annotate asks in a seeded order: reach past the answered ones
+            answered = sum(1 for _ in project.store.latest_labels(split="pool"))
+        app.query_one("#annotate-n", Input).value = str(answered + LIVE_ANNOTATIONS)
         await pilot.press("a")
-        for _ in range(200):
+        for _ in range(6000):  # the real teacher: up to 5 minutes
             await pilot.pause(0.05)
             if app.control is None and app.job_name:
                 break
-        for key, name in (("1", "home"), ("2", "models"), ("3", "run"), ("4", "review"), ("5", "metrics"),
-                          ("6", "export")):
+        for key, name in TABS:
             await pilot.press(key)
-            await pilot.pause(0.2)
+            await pilot.pause(0.5)
             shots.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await pilot.pause(0.3)
         shots.append(Path(app.save_screenshot("help.svg", str(out))))
     return shots
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        labels = (LabelInfo("positive"), LabelInfo("negative"))
-        settings = ProjectSettings("classify", labels, prompt=PromptSettings(demos="random", content_free=False))
-        with Project.init(Path(tmp) / "demo-project", settings) as project:
-            project.import_corpus(demo_file("classify_corpus.jsonl"))
-            project.import_gold(demo_file("classify_demo.jsonl"), "demo")
-            project.import_gold(demo_file("classify_test.jsonl"), "test")
-        for path in asyncio.run(shoot(Path(tmp) / "demo-project", out)):
-            print(path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--project", type=Path, default=Path("llmaaa-screenshots"),
+                        help="where the project is built (an earlier screenshot project there is reused)")
+    args = parser.parse_args()
+    models_dir = default_models_dir()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not (args.project / "project.sqlite").exists():
+        build(args.project, models_dir)
+    for path in asyncio.run(shoot(args.project, models_dir, args.out)):
+        print(path)
 
 
 if __name__ == "__main__":
