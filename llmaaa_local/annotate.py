@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy.special import log_softmax
 
 from .calibration import Calibration, CalibrationFit, fit
 from .config import PromptSettings, TeacherSettings
@@ -23,6 +24,7 @@ from .errors import LlmaaaError
 from .llm import (
     LLM,
     ContextOverflow,
+    Cost,
     GenerateRequest,
     GenerateResponse,
     Request,
@@ -144,7 +146,11 @@ class Annotator:
         self.task: Task = task_for(replace(self.settings, prompt=self.prompt))
         self.embed = embed
         self.source = f"llm:{llm.name}"
-        self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.__dict__})
+        self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.key_fields()})
+        if self.prompt.members() and not self.task.scored:
+            raise LlmaaaError("prompt ensembling averages label scores: it applies to classification and relations")
+        # an ensemble asks each member prompt (ordinary cached annotations), then stores the mean of their scores
+        self.members = [Annotator(project, llm, embed, member) for member in self.prompt.members()]
         demos = list(self.store.examples("demo"))
         if self.prompt.uses_embeddings and demos and embed is None:
             kind = {"knn": "kNN", "balanced": "balanced kNN"}[self.prompt.demos]
@@ -228,6 +234,11 @@ class Annotator:
         flight, and an example whose request is already in flight waits for that answer and gets its own copy."""
         if not examples:
             return
+        if self.members:
+            for member in self.members:
+                member._annotate(examples, progress, on_progress, round_id)
+            self._combine(examples, round_id)
+            return
         progress.total += len(examples)
         waiting: dict[str, list[Example]] = {}  # request key in flight -> examples with the same request
 
@@ -268,6 +279,34 @@ class Annotator:
             for twin in twins:
                 self.store.copy_answer(asked.key, twin.id, round_id)
                 counted(twin, None)
+
+    def _combine(self, examples: Sequence[Example], round_id: int | None) -> None:
+        """An ensemble's own annotation of each example: the mean of its members' log-softmaxed label scores (and
+        of their content-free baselines, so that scores minus baseline is the mean of the members' contextual
+        scores), calibrated like any other. It costs no tokens: the members' rows carry the cost."""
+        ids, labels = [example.id for example in examples], self.settings.label_names
+        answers = [{row[0]: row for row in self.store.prompt_annotations(self.llm.model_sha256, member.prompt_key, ids)}
+                   for member in self.members]
+        first = {example.id: demos for example, demos in self.members[0].plan(examples)}
+        for example in examples:
+            key = _digest(["ensemble", self.llm.model_sha256, self.prompt_key, example.id])
+            rows = [answer.get(example.id) for answer in answers]
+            if self.store.cached_keys([key]) or any(row is None for row in rows):
+                continue  # stored before, or a member's request did not fit the context
+            scores = [row[2] for row in rows if row is not None and row[2] is not None]
+            response = ScoreResponse((), Cost(0, 0, 0, 0.0))  # a member without scores: a parse error
+            if len(scores) == len(rows):
+                raw = np.mean([log_softmax([s[label] for label in labels]) for s in scores], axis=0)
+                baselines = [row[3] for row in rows if row is not None and row[3] is not None]
+                baseline = None
+                if len(baselines) == len(rows):
+                    relative = np.mean([log_softmax([s[label] - b[label] for label in labels])
+                                        for s, b in zip(scores, baselines, strict=True)], axis=0)
+                    baseline = tuple(float(x) for x in raw - relative)
+                response = ScoreResponse(tuple(float(x) for x in raw), Cost(0, 0, 0, 0.0), baseline)
+            asked = self.members[0]._asked(example, first[example.id], self.prompt.max_chars)
+            self._store(replace(asked, key=key, decoding={**asked.decoding, "ensemble": len(self.members)}),
+                        response, round_id)
 
     def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
         """Each example with its demonstrations, in the order they are sent: prompts that start with the same

@@ -68,6 +68,9 @@ class PromptSettings:
     verbalizers: tuple[tuple[str, str], ...] = ()  # (label, word): the word is what the model answers and is scored
     instruction_style: str = "list"  # which built-in instruction wording (the task's INSTRUCTIONS)
     demo_seed: int = 0  # which random demonstrations (random mode) or which fixed set (fixed mode)
+    # prompt ensembling (scored tasks): the seeds of more fixed or random sets; each example's label scores are
+    # the mean over this prompt and those (`tune` adds one where it pays on gold)
+    ensemble: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_chars < 100 or self.demo_max_chars < 50:
@@ -79,6 +82,11 @@ class PromptSettings:
         if self.clip not in CLIP_MODES:
             raise LlmaaaError(f"unknown clip mode {self.clip!r}: choose one of {', '.join(CLIP_MODES)}")
         object.__setattr__(self, "verbalizers", tuple(tuple(pair) for pair in self.verbalizers))
+        object.__setattr__(self, "ensemble", tuple(self.ensemble))
+        if self.ensemble and (self.demos not in ("fixed", "random") or self.demo_seed in self.ensemble
+                              or len(set(self.ensemble)) != len(self.ensemble)):
+            raise LlmaaaError(f"ensemble {list(self.ensemble)}: give other seeds than demo_seed {self.demo_seed}, "
+                              "each once, with fixed or random demonstrations")
         words = [word for _, word in self.verbalizers]
         for label, word in self.verbalizers:
             if not word.strip() or word != word.strip():
@@ -95,6 +103,19 @@ class PromptSettings:
     def word(self, label: str) -> str:
         """What the model answers for `label`: its verbalizer, else the label name."""
         return dict(self.verbalizers).get(label, label)
+
+    def members(self) -> tuple[PromptSettings, ...]:
+        """The single prompts an ensemble averages (this prompt's own set first); empty when it is one prompt."""
+        seeds = (self.demo_seed, *self.ensemble) if self.ensemble else ()
+        return tuple(replace(self, demo_seed=seed, ensemble=()) for seed in seeds)
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that identify the prompt; a setting left at a default added later is left out, so the
+        projects made before it keep their prompt key (and their calibrations and cached answers)."""
+        fields = asdict(self)
+        if not self.ensemble:
+            del fields["ensemble"]
+        return fields
 
 
 @dataclass(frozen=True)

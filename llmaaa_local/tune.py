@@ -24,6 +24,7 @@ from .errors import LlmaaaError
 from .llm import LLM
 from .project import Project
 from .records import Example
+from .tasks import task_for
 from .tasks.classify import INSTRUCTIONS
 from .tasks.ner import type_words
 from .tasks.relation import role_words
@@ -111,7 +112,8 @@ def describe(prompt: PromptSettings) -> str:
     """A variant in a few words: demo mode and k, label words, instruction, clip."""
     demos = prompt.demos if prompt.demos == "none" else f"{prompt.demos} k={prompt.k}"
     if prompt.demos in ("fixed", "random"):
-        demos += f" set {prompt.demo_seed}"
+        demos += f" set {prompt.demo_seed}" if not prompt.ensemble else \
+            f" sets {'+'.join(str(seed) for seed in (prompt.demo_seed, *prompt.ensemble))} averaged"
     words = "label names" if not prompt.verbalizers else "words " + "/".join(w for _, w in prompt.verbalizers)
     return f"{demos}, {words}, {prompt.instruction_style} instruction, {prompt.clip} clip"
 
@@ -208,17 +210,20 @@ class PromptTuner:
                                   progress, on_progress)
             best = self._halve(demo_grid(self.project, wording), order, config, config.budget, scores, spent,
                                progress, on_progress)
+            # the two best fixed sets averaged, if that beats the best prompt on the gold examples it was chosen on
+            pair = self._ensemble(best, scores)
+            subset = order[: scores[best].n]
+            if pair is not None and spent[0] + self._missing(pair, subset) <= config.budget:
+                scores[pair] = self._evaluate(pair, subset, spent, progress, on_progress)
+                best = min((best, pair), key=lambda v: self._rank(scores[v], (best, pair)))
         # the prompt before tuning, on the examples the winner was chosen on (the budget allowing): it stays the
         # project's prompt unless the winner does better
         if current not in scores or scores[current].n < scores[best].n:
             fits = [n for n in (scores[best].n, min(config.first_rung, len(order)))
                     if spent[0] + self._missing(current, order[:n]) <= config.budget]
             if fits:
-                progress.total = progress.done + self._missing(current, order[: fits[0]])
                 progress.latest = f"the prompt before tuning: {describe(current)}"
-                asked, reused = self._annotate(current, order[: fits[0]], progress, on_progress)
-                spent[0], spent[1] = spent[0] + asked, spent[1] + reused
-                scores[current] = self._score(current, order[: fits[0]])
+                scores[current] = self._evaluate(current, order[: fits[0]], spent, progress, on_progress)
         default = scores.get(current, VariantScore(current, 0, float("nan"), "-", 0.0, 0.0))
         if default.n >= scores[best].n and round(default.score, 4) >= round(scores[best].score, 4):
             best = current
@@ -267,6 +272,29 @@ class PromptTuner:
                 return ranked[0]
             alive, n = survivors, wider
 
+    def _evaluate(self, variant: PromptSettings, subset: Sequence[Example], spent: list[int], progress: TuneProgress,
+                  on_progress: Callable[[TuneProgress], None] | None) -> VariantScore:
+        """One variant on `subset`, outside the halving."""
+        progress.total = progress.done + self._missing(variant, subset)
+        asked, reused = self._annotate(variant, subset, progress, on_progress)
+        spent[0], spent[1] = spent[0] + asked, spent[1] + reused
+        return self._score(variant, subset)
+
+    def _ensemble(self, best: PromptSettings, scores: dict[PromptSettings, VariantScore]) -> PromptSettings | None:
+        """Stage 3, prompt ensembling (scored tasks): the best fixed set of the chosen wording averaged with the
+        next best fixed set of its size, each the one tried on the most gold examples. Most of its members' calls
+        are cached already."""
+        if not task_for(self.settings).scored:
+            return None
+        fixed = sorted((score for prompt, score in scores.items() if prompt.demos == "fixed" and not prompt.ensemble
+                        and replace(prompt, demos=best.demos, k=best.k, demo_seed=best.demo_seed) == best),
+                       key=lambda score: (-score.n, -round(score.score, 4)))
+        if not fixed:
+            return None
+        top = fixed[0].prompt
+        partner = next((score.prompt for score in fixed[1:] if score.prompt.k == top.k), None)
+        return None if partner is None else replace(top, ensemble=(partner.demo_seed,))
+
     def _rank(self, score: VariantScore, variants: Sequence[PromptSettings]) -> tuple[float, float, int]:
         """Best score first; among equals the cheaper prompt, then the earlier variant (the current one first)."""
         return (-round(score.score, 4), score.tokens_per_example, variants.index(score.prompt))
@@ -275,6 +303,9 @@ class PromptTuner:
         return Annotator(self.project, self.llm, self.embed if variant.uses_embeddings else None, variant)
 
     def _missing(self, variant: PromptSettings, subset: Sequence[Example]) -> int:
+        """New LLM calls `variant` needs on `subset` (an ensemble's: its members')."""
+        if variant.ensemble:
+            return sum(self._missing(member, subset) for member in variant.members())
         annotator = self._annotator(variant)
         have = {row[0] for row in self.project.store.prompt_annotations(self.llm.model_sha256, annotator.prompt_key,
                                                                          [e.id for e in subset])}
@@ -295,6 +326,17 @@ class PromptTuner:
         result = annotator.run(AnnotateConfig(ids=tuple(e.id for e in subset), calibrate=False), update)
         return result.annotated, result.cached
 
+    def _cost(self, variant: PromptSettings, subset: Sequence[Example]) -> tuple[float, float]:
+        """Prompt tokens and LLM seconds per example; an ensemble's are its members' summed."""
+        if variant.ensemble:
+            costs = [self._cost(member, subset) for member in variant.members()]
+            return sum(tokens for tokens, _ in costs), sum(seconds for _, seconds in costs)
+        rows = self.project.store.prompt_annotations(self.llm.model_sha256, self._annotator(variant).prompt_key,
+                                                     [e.id for e in subset])
+        if not rows:
+            return 0.0, 0.0
+        return float(np.mean([row[4] for row in rows])), float(np.mean([row[5] for row in rows]))
+
     def _metric(self) -> str:
         task = self.settings.task
         return "entity F1" if task == "ner" else "micro-F1 without no-relation" if self.settings.no_relation \
@@ -305,8 +347,7 @@ class PromptTuner:
         rows = {row[0]: row for row in self.project.store.prompt_annotations(
             self.llm.model_sha256, annotator.prompt_key, [e.id for e in subset])}
         known = [e for e in subset if e.id in rows]
-        tokens = float(np.mean([rows[e.id][4] for e in known])) if known else 0.0
-        seconds = float(np.mean([rows[e.id][5] for e in known])) if known else 0.0
+        tokens, seconds = self._cost(variant, subset)
         if annotator.task.scored:
             scored = [e for e in known if rows[e.id][2] is not None]
             fitted = fit([rows[e.id][2] for e in scored], [str(e.label) for e in scored],  # type: ignore[misc]

@@ -3,12 +3,14 @@ prompt, every call cached, and the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.special
 
 from llmaaa_local.annotate import AnnotateConfig, Annotator
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings
@@ -89,9 +91,11 @@ def test_tune_finds_the_words_the_model_knows_and_makes_them_the_projects_prompt
     assert stored is not None and stored["chosen"]["score"] == 1.0 and stored["metric"] == "macro-F1"
     assert stored["model_sha256"] == llm.model_sha256 and len(stored["results"]) == len(report.results)
     # two stages of successive halving: many variants on 6 gold examples, fewer on 12, the last ones on all 24
+    # (no ensemble stage: the words alone decide, and zero-shot is the cheapest of the perfect prompts)
     rungs = sorted({(p.rung, p.examples, p.variants) for p in seen})
     assert [r[1] for r in rungs] == [6, 12, 24, 6, 12, 24]
     assert rungs[0][2] > rungs[1][2] > rungs[2][2] >= 1 and rungs[3][2] > rungs[4][2] > rungs[5][2] >= 1
+    assert chosen.demos == "none"
     assert report.calls == seen[-1].done == seen[-1].total
     # every call was an annotation: a rerun asks nothing, and annotate now uses the tuned prompt and its cache
     asked = len(llm.history)
@@ -142,3 +146,54 @@ def test_without_a_demo_pool_the_wording_is_tuned_zero_shot_and_needs_no_embedde
         report = PromptTuner(dev_only, ScriptedLLM(scorer=knows_only_its_words), None).run(
             TuneConfig(first_rung=4))
         assert report.chosen.prompt.demos == "none" and report.chosen.score == pytest.approx(1.0)
+
+
+def noisy_sets(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
+    """Right by a wide margin, except that each demonstration set is wrong, less confidently, on every third text
+    (which third depends on the set): two sets are wrong on different texts, and their mean is right."""
+    shots, text = prompt.user.rsplit("Text: ", 1)[0], last_text(prompt)
+    if text == "N/A":
+        return [-1.0, -1.0]
+    right = 0 if "good" in text else 1
+    wrong = (int(hashlib.sha256(shots.encode()).hexdigest(), 16) + int(text.split()[-1])) % 3 == 0
+    scores = [-4.0, -4.0]
+    scores[1 - right if wrong else right] = -2.0 if wrong else -0.5
+    return scores
+
+
+def test_an_ensemble_averages_its_members_scores_and_asks_each_member_once(project: Project) -> None:
+    llm = ScriptedLLM(scorer=noisy_sets)
+    ensemble = PromptSettings(demos="fixed", k=2, demo_seed=0, ensemble=(1,))
+    members = ensemble.members()
+    assert [m.demo_seed for m in members] == [0, 1] and not any(m.ensemble for m in members)
+    annotator = Annotator(project, llm, None, ensemble)
+    report = annotator.run(AnnotateConfig(n=3, calibrate=False))
+    assert report.annotated == 6 and len(llm.history) == 12  # 3 texts x 2 sets, each with its baseline
+    single = [Annotator(project, llm, None, member) for member in members]
+    rows = {a.prompt_key: {row[0]: row for row in project.store.prompt_annotations(
+        llm.model_sha256, a.prompt_key, ["p0", "p1", "p2"])} for a in (annotator, *single)}
+    for eid in ("p0", "p1", "p2"):
+        combined = rows[annotator.prompt_key][eid]
+        expected = np.mean([scipy.special.log_softmax([rows[a.prompt_key][eid][2][label] for label in ("pos", "neg")])
+                            for a in single], axis=0)
+        assert [combined[2][label] for label in ("pos", "neg")] == pytest.approx(expected)
+        assert combined[4] == 0  # the members' rows carry the cost
+    # the newest label of each text is the ensemble's, and a rerun asks nothing
+    latest = {eid: label for eid, label, _, _ in project.store.latest_labels("llm:")}
+    assert all(latest[eid] == rows[annotator.prompt_key][eid][1] for eid in ("p0", "p1", "p2"))
+    asked = len(llm.history)
+    again = Annotator(project, llm, None, ensemble).run(AnnotateConfig(n=3, calibrate=False))
+    assert again.annotated == 0 and len(llm.history) == asked
+    with pytest.raises(LlmaaaError, match="other seeds"):
+        PromptSettings(demos="knn", ensemble=(1,))
+
+
+def test_tune_takes_the_averaged_sets_when_they_beat_the_best_set_on_gold(project: Project) -> None:
+    llm = ScriptedLLM(scorer=noisy_sets)
+    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=10_000, first_rung=6))
+    chosen = report.chosen
+    assert chosen.prompt.demos == "fixed" and len(chosen.prompt.ensemble) == 1
+    alone = next(r for r in report.results if r.prompt == replace(chosen.prompt, ensemble=()))
+    assert chosen.score > alone.score and chosen.n == alone.n == 24
+    assert chosen.tokens_per_example > 1.5 * alone.tokens_per_example  # both members' prompts are paid for
+    assert "averaged" in chosen.describe() and project.settings.prompt == chosen.prompt
