@@ -277,7 +277,7 @@ class Annotator:
             annotation = None if isinstance(answer, ContextOverflow) else self._store(asked, answer, round_id)
             counted(asked.example, annotation)
             for twin in twins:
-                self.store.copy_answer(asked.key, twin.id, round_id)
+                self.store.copy_answer(asked.key, twin.id, round_id, self.prompt_key)
                 counted(twin, None)
 
     def _combine(self, examples: Sequence[Example], round_id: int | None) -> None:
@@ -326,7 +326,7 @@ class Annotator:
         """True when the request was answered before: the example gets (its own copy of) that answer."""
         if not self.store.cached_keys([asked.key, f"{asked.key}:{asked.example.id}"]):
             return False
-        self.store.copy_answer(asked.key, asked.example.id, round_id)
+        self.store.copy_answer(asked.key, asked.example.id, round_id, self.prompt_key)
         return True
 
     def _shorter(self, asked: _Asked) -> _Asked:

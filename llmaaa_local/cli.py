@@ -340,7 +340,9 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
     session = obj.session(teacher_settings(**teacher), embedder, engine_settings(engine, address, workers))
     with session.open() as project:
         prompt = project.settings.prompt
-        prompt = replace(prompt, demos=demos or prompt.demos, k=prompt.k if k is None else k)  # type: ignore[arg-type]
+        mode = demos or prompt.demos  # another demo mode than fixed or random sets is one prompt, not an ensemble
+        prompt = replace(prompt, demos=mode, k=prompt.k if k is None else k,  # type: ignore[arg-type]
+                         ensemble=prompt.ensemble if mode in ("fixed", "random") else ())
         config = AnnotateConfig(n=n, select=select, seed=session.teacher.seed,  # type: ignore[arg-type]
                                 calibrate=not no_calibrate, prompt=prompt)
         with progress_bar(_annotate_columns) as update:

@@ -450,23 +450,28 @@ class Store:
             )
         return cursor.rowcount == 1
 
-    def copy_answer(self, cache_key: str, example_id: str, round_id: int | None) -> bool:
-        """Give `example_id` its own row holding the stored answer to the same request (an identical text), under
-        the key `<cache_key>:<example_id>`, at no LLM cost; False when it already has it or there is none."""
-        own = f"{cache_key}:{example_id}"
-        if self.db.execute("SELECT 1 FROM annotations WHERE cache_key IN (?, ?) AND example_id = ?",
-                           [cache_key, own, example_id]).fetchone():
+    def copy_answer(self, cache_key: str, example_id: str, round_id: int | None, prompt_key: str) -> bool:
+        """Give `example_id` its own row, under `prompt_key`, holding the stored answer to the same request, at no
+        LLM cost: for an identical text (key `<cache_key>:<example_id>`), or for the same example asked the same
+        thing by another prompt (two tune variants, or two ensemble members, that agree on its demonstrations).
+        False when it already has that row or there is no answer."""
+        if self.db.execute("SELECT 1 FROM annotations WHERE example_id = ? AND prompt_key = ? AND (cache_key = ? "
+                           "OR cache_key LIKE ? ESCAPE '\\')",
+                           [example_id, prompt_key, cache_key, _like_prefix(f"{cache_key}:")]).fetchone():
             return False
+        own = f"{cache_key}:{example_id}"
+        if self.cached_keys([own]):
+            own = f"{own}:{prompt_key}"
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO annotations (example_id, source, cache_key, model_sha256, prompt_key, "
                 "prompt_hash, decoding, demo_ids, raw_output, label, scores, baseline, calibrated, confidence, "
                 "status, error, flags, round_id, created_at) "
-                "SELECT ?, source, ?, model_sha256, prompt_key, prompt_hash, decoding, demo_ids, raw_output, label, "
+                "SELECT ?, source, ?, model_sha256, ?, prompt_hash, decoding, demo_ids, raw_output, label, "
                 "scores, baseline, calibrated, confidence, status, error, "
                 "json_set(coalesce(flags, '{}'), '$.same_request_as', example_id), ?, ? "
-                "FROM annotations WHERE cache_key = ? AND example_id != ?",
-                [example_id, own, round_id, now(), cache_key, example_id],
+                "FROM annotations WHERE cache_key = ? ORDER BY id LIMIT 1",
+                [example_id, own, prompt_key, round_id, now(), cache_key],
             )
         return cursor.rowcount == 1
 
@@ -731,9 +736,13 @@ def source_filter(source: str, column: str) -> tuple[str, str]:
     if not source:
         return f"{column} LIKE ?", "%"
     if source.endswith(":"):
-        escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return f"{column} LIKE ? ESCAPE '\\'", escaped + "%"
+        return f"{column} LIKE ? ESCAPE '\\'", _like_prefix(source)
     return f"{column} = ?", source
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escape character backslash) for the values that start with `prefix`."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def source_matches(source: str, name: str) -> bool:

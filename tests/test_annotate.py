@@ -70,6 +70,26 @@ def constant_scorer(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
 # --- storing answers ---------------------------------------------------------------------------------------------
 
 
+def test_a_prompt_that_asks_what_another_prompt_asked_gets_its_own_rows_at_no_cost(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """Two prompts with different settings can send the same request (k means nothing without demonstrations;
+    tune's variants or an ensemble's members can agree on an example's demonstrations): the second asks nothing
+    but still has every example's answer under its own prompt key, where tune and calibration look."""
+    project = classify_project(make_project, write_file, pool=4)
+    llm = ScriptedLLM(scorer=constant_scorer)
+    first = Annotator(project, llm, prompt=PromptSettings(demos="none", k=2, content_free=False))
+    second = Annotator(project, llm, prompt=PromptSettings(demos="none", k=8, content_free=False))
+    assert first.prompt_key != second.prompt_key
+    assert first.run(AnnotateConfig(n=4, calibrate=False)).annotated == 4
+    report = second.run(AnnotateConfig(n=4, calibrate=False))
+    assert (report.annotated, report.cached, len(llm.history)) == (0, 4, 4)
+    ids = project.store.example_ids("pool")
+    for annotator in (first, second):
+        rows = project.store.prompt_annotations(llm.model_sha256, annotator.prompt_key, ids)
+        assert sorted(row[0] for row in rows) == sorted(ids) and all(row[1] == "positive" for row in rows)
+    assert second.run(AnnotateConfig(n=4, calibrate=False)).cached == 4 and len(annotation_rows(project)) == 8
+
+
 def test_every_annotation_is_stored_with_its_provenance(make_project: MakeProject, write_file: WriteFile) -> None:
     project = classify_project(make_project, write_file, pool=8, demo=4, demos="random")
     llm = ScriptedLLM(scorer=constant_scorer)

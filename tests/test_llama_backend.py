@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,13 @@ from click.testing import CliRunner
 from llama_cpp import Llama
 
 from llmaaa_local.cli import main
-from llmaaa_local.config import LabelInfo, ProjectSettings
+from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.formats import read_examples
 from llmaaa_local.llama_backend import LlamaBackend, chat_formatter, render_chat
 from llmaaa_local.llm import ContextOverflow, Cost, GenerateResponse, Prompt, render_plain
 from llmaaa_local.models import resolve
-from llmaaa_local.project import DB_NAME
+from llmaaa_local.project import DB_NAME, Project
 from llmaaa_local.records import Example
 from llmaaa_local.spans import align
 from llmaaa_local.tasks import task_for
@@ -343,6 +344,32 @@ def test_cli_annotate_evaluate_and_rerun(tmp_path: Path, models_dir: Path) -> No
     assert re.search(r"^0 annotated, 9 already cached, 0 parse errors; 0 prompt tokens", again.output, re.M)
     status = json.loads(cli(*common, "status", "--json").stdout)
     assert status["counts"]["annotations"] == 9
+
+
+def test_an_ensemble_prompt_runs_on_the_real_teacher_and_a_demo_mode_override_is_one_prompt(
+        tmp_path: Path, models_dir: Path) -> None:
+    corpus, gold = classify_files(tmp_path, pool=6, demo=4)
+    folder = tmp_path / "P"
+    cli("init", str(folder), "--task", "classify", "--labels", "positive,negative")
+    cli("--project", str(folder), "import", "corpus", str(corpus))
+    cli("--project", str(folder), "import", "gold", str(gold), "--split", "demo")
+    with Project.open(folder) as project:  # as `tune` leaves it when two averaged sets win on gold
+        project.store.save_settings(replace(project.settings, prompt=PromptSettings(demos="random", k=2,
+                                                                                    ensemble=(1,))))
+    common = ["--models-dir", str(models_dir), "--project", str(folder), "annotate", "--n", "3", "--model",
+              "smollm2-135m", "--threads", str(THREADS)]
+    first = cli(*common)
+    # (4 gold + 3 pool) x 2 sets; where both sets happen to pick the same demonstrations, one answer serves both
+    counts = re.search(r"^(\d+) annotated, (\d+) already cached, 0 parse errors", first.output, re.M)
+    assert counts and int(counts[1]) + int(counts[2]) == 14 and "calibration on 4 gold examples" in first.output
+    with Project.open(folder) as project:
+        rows = project.store.db.execute("SELECT decoding, tokens_in, scores FROM annotations").fetchall()
+        combined = [row for row in rows if '"ensemble": 2' in row[0]]
+        assert len(rows) == 21 and len(combined) == 7 and all(row[1] == 0 and row[2] for row in combined)
+        assert json.loads(cli("--project", str(folder), "status", "--json").stdout)["counts"]["annotations"] == 21
+    assert re.search(r"^0 annotated, 14 already cached", cli(*common).output, re.M)
+    single = cli(*common, "--demos", "none")  # no demonstration sets to average: one prompt
+    assert re.search(r"^7 annotated, 0 already cached, 0 parse errors", single.output, re.M)
 
 
 def annotation_rows(database: Path) -> list[tuple[Any, ...]]:
