@@ -62,6 +62,7 @@ class CalibrationFit:
     loo_score: float = 0.0  # what chose the method: leave-one-out macro-F1 (micro-F1 without the no-relation label)
     metric: str = "macro_f1"
     rejected: tuple[str, ...] = ()  # candidates that predicted (nearly) one label for every gold example
+    loo_labels: tuple[str, ...] = ()  # each gold example's label as predicted by the chosen method, leave-one-out
 
     def summary(self) -> str:
         """One line for `annotate` and `status`."""
@@ -125,6 +126,7 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         loo_score=score[(variant, method)],
         metric=metric,
         rejected=tuple(f"{v}+{m}" for v, m in collapsed),
+        loo_labels=tuple(labels[i] for i in predicted[(variant, method)]),
     )
 
 

@@ -7,6 +7,7 @@ sampler functions), not through the private state of `llama_cpp.Llama`; `SURFACE
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -150,7 +151,9 @@ class _Context:
             self.model = None
 
     def __del__(self) -> None:
-        self.close()
+        # at interpreter exit llama_cpp's functions may be gone before this runs; the process frees the memory
+        with contextlib.suppress(TypeError, AttributeError):
+            self.close()
 
     def metadata(self, key: str) -> str | None:
         size = 1 << 16

@@ -61,6 +61,7 @@ class VariantScore:
     method: str  # the calibration the score was reached with ("-" for NER)
     tokens_per_example: float
     seconds_per_example: float
+    right: tuple[bool, ...] = ()  # scored tasks: each gold example right (leave-one-out), in the subset's order
 
     def describe(self) -> str:
         return describe(self.prompt)
@@ -106,6 +107,20 @@ def _score_record(score: VariantScore) -> dict[str, Any]:
             "score": round(score.score, 4), "method": score.method,
             "tokens_per_example": round(score.tokens_per_example, 1),
             "seconds_per_example": round(score.seconds_per_example, 3)}
+
+
+def clearly_better(challenger: VariantScore, incumbent: VariantScore, level: float = 0.05) -> bool:
+    """A costlier prompt (an ensemble asks twice) replaces the incumbent only on evidence: a higher score, and on
+    the gold examples where the two disagree, the challenger right significantly more often (one-sided sign
+    test). The best of many variants on a hundred gold examples is partly luck, and averaging it with the second
+    best looks better on those same examples than it is."""
+    from scipy.stats import binomtest
+
+    if challenger.score <= incumbent.score or len(challenger.right) != len(incumbent.right):
+        return False
+    wins = sum(c and not i for c, i in zip(challenger.right, incumbent.right, strict=True))
+    losses = sum(i and not c for c, i in zip(challenger.right, incumbent.right, strict=True))
+    return wins > losses and binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue < level
 
 
 def describe(prompt: PromptSettings) -> str:
@@ -210,12 +225,14 @@ class PromptTuner:
                                   progress, on_progress)
             best = self._halve(demo_grid(self.project, wording), order, config, config.budget, scores, spent,
                                progress, on_progress)
-            # the two best fixed sets averaged, if that beats the best prompt on the gold examples it was chosen on
+            # the two best fixed sets averaged, if that clearly beats the best prompt on the gold examples it was
+            # chosen on
             pair = self._ensemble(best, scores)
             subset = order[: scores[best].n]
             if pair is not None and spent[0] + self._missing(pair, subset) <= config.budget:
                 scores[pair] = self._evaluate(pair, subset, spent, progress, on_progress)
-                best = min((best, pair), key=lambda v: self._rank(scores[v], (best, pair)))
+                if clearly_better(scores[pair], scores[best]):
+                    best = pair
         # the prompt before tuning, on the examples the winner was chosen on (the budget allowing): it stays the
         # project's prompt unless the winner does better
         if current not in scores or scores[current].n < scores[best].n:
@@ -355,7 +372,9 @@ class PromptTuner:
                          ignore=self.settings.no_relation)
             # parse errors count as wrong: scale by the share that has scores
             share = len(scored) / len(subset) if subset else 0.0
-            return VariantScore(variant, len(subset), fitted.loo_score * share, fitted.method, tokens, seconds)
+            answered = dict(zip([e.id for e in scored], fitted.loo_labels, strict=True)) if fitted.loo_labels else {}
+            right = tuple(answered.get(e.id) == e.label for e in subset)
+            return VariantScore(variant, len(subset), fitted.loo_score * share, fitted.method, tokens, seconds, right)
         gold = {e.id: e.label for e in subset}
         predicted = {e.id: rows[e.id][1] if e.id in rows and rows[e.id][1] is not None else () for e in subset}
         metrics = annotator.task.metrics(gold, predicted, {e.id: e for e in subset})  # type: ignore[arg-type]

@@ -19,7 +19,16 @@ from llmaaa_local.llm import Prompt, ScriptedLLM
 from llmaaa_local.project import Project
 from llmaaa_local.records import Example
 from llmaaa_local.tasks.relation import role_words
-from llmaaa_local.tune import PromptTuner, TuneConfig, TuneProgress, demo_grid, description_words, wording_grid
+from llmaaa_local.tune import (
+    PromptTuner,
+    TuneConfig,
+    TuneProgress,
+    VariantScore,
+    clearly_better,
+    demo_grid,
+    description_words,
+    wording_grid,
+)
 
 LABELS = (LabelInfo("pos", "the writer is pleased overall"), LabelInfo("neg", "the writer is disappointed"))
 
@@ -149,13 +158,14 @@ def test_without_a_demo_pool_the_wording_is_tuned_zero_shot_and_needs_no_embedde
 
 
 def noisy_sets(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
-    """Right by a wide margin, except that each demonstration set is wrong, less confidently, on every third text
-    (which third depends on the set): two sets are wrong on different texts, and their mean is right."""
+    """Right by a wide margin, except that each demonstration set is wrong, less confidently, on every third pair
+    of texts (one of each label; which third depends on the set): two sets are wrong on different texts, and
+    their mean is right."""
     shots, text = prompt.user.rsplit("Text: ", 1)[0], last_text(prompt)
     if text == "N/A":
         return [-1.0, -1.0]
     right = 0 if "good" in text else 1
-    wrong = (int(hashlib.sha256(shots.encode()).hexdigest(), 16) + int(text.split()[-1])) % 3 == 0
+    wrong = (int(hashlib.sha256(shots.encode()).hexdigest(), 16) + int(text.split()[-1]) // 2) % 3 == 0
     scores = [-4.0, -4.0]
     scores[1 - right if wrong else right] = -2.0 if wrong else -0.5
     return scores
@@ -188,12 +198,26 @@ def test_an_ensemble_averages_its_members_scores_and_asks_each_member_once(proje
         PromptSettings(demos="knn", ensemble=(1,))
 
 
-def test_tune_takes_the_averaged_sets_when_they_beat_the_best_set_on_gold(project: Project) -> None:
+def test_tune_takes_the_averaged_sets_when_they_beat_the_best_set_on_gold(
+        project: Project, write_file: Callable[..., Path]) -> None:
+    more = [{"id": f"g{i}", "text": f"{'good' if i % 2 else 'bad'} film number {i}", "label": "pos" if i % 2 else "neg"}
+            for i in range(24, 64)]
+    project.import_gold(write_file("more.jsonl", more), "demo")
     llm = ScriptedLLM(scorer=noisy_sets)
-    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=10_000, first_rung=6))
+    report = PromptTuner(project, llm, embed).run(TuneConfig(budget=10_000, first_rung=8))
     chosen = report.chosen
     assert chosen.prompt.demos == "fixed" and len(chosen.prompt.ensemble) == 1
     alone = next(r for r in report.results if r.prompt == replace(chosen.prompt, ensemble=()))
-    assert chosen.score > alone.score and chosen.n == alone.n == 24
+    assert chosen.score > alone.score and chosen.n == alone.n == 64
     assert chosen.tokens_per_example > 1.5 * alone.tokens_per_example  # both members' prompts are paid for
     assert "averaged" in chosen.describe() and project.settings.prompt == chosen.prompt
+
+
+def test_a_costlier_prompt_needs_clearly_more_right_answers_on_the_same_gold() -> None:
+    def score(value: float, right: str) -> VariantScore:
+        return VariantScore(PromptSettings(), len(right), value, "-", 0.0, 0.0, tuple(c == "1" for c in right))
+
+    incumbent = score(0.80, "1" * 80 + "0" * 20)
+    assert not clearly_better(score(0.83, "1" * 77 + "0" * 3 + "1" * 6 + "0" * 14), incumbent)  # 6 wins, 3 losses
+    assert clearly_better(score(0.90, "1" * 79 + "0" + "1" * 11 + "0" * 9), incumbent)  # 11 wins, 1 loss
+    assert not clearly_better(score(0.79, "1" * 79 + "0" * 21), incumbent)  # no better at all
