@@ -8,6 +8,7 @@ import html
 import io
 import math
 import re
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -451,7 +452,8 @@ def _draw_confusions(confusions: Sequence[Confusion], make: MakeFigure) -> tuple
     for ax, found in zip(figure.subplots(1, len(confusions), squeeze=False)[0], confusions, strict=True):
         ConfusionMatrixDisplay(found.matrix, display_labels=list(found.labels)).plot(
             ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(found.labels) > 4 else "horizontal")
-        ax.set(title=f"{found.source} labels on {found.where}\n(n={int(found.matrix.sum())})",
+        title = textwrap.fill(f"{found.source} labels on {found.where}", width=int(8 * size))  # fits the panel
+        ax.set(title=f"{title}\n(n={int(found.matrix.sum())})",
                xlabel=f"{found.source} label", ylabel="gold label")
     where = "; ".join(f"{found.source}: {found.where}" for found in confusions)
     return figure, f"Rows: the gold (or hidden reference) label; columns: the label given ({where})."
