@@ -288,10 +288,13 @@ class Annotator:
         answers = [{row[0]: row for row in self.store.prompt_annotations(self.llm.model_sha256, member.prompt_key, ids)}
                    for member in self.members]
         first = {example.id: demos for example, demos in self.members[0].plan(examples)}
+        keys = {example.id: _digest(["ensemble", self.llm.model_sha256, self.prompt_key, example.id])
+                for example in examples}
+        stored = self.store.cached_keys(list(keys.values()))
         for example in examples:
-            key = _digest(["ensemble", self.llm.model_sha256, self.prompt_key, example.id])
+            key = keys[example.id]
             rows = [answer.get(example.id) for answer in answers]
-            if self.store.cached_keys([key]) or any(row is None for row in rows):
+            if key in stored or any(row is None for row in rows):
                 continue  # stored before, or a member's request did not fit the context
             scores = [row[2] for row in rows if row is not None and row[2] is not None]
             response = ScoreResponse((), Cost(0, 0, 0, 0.0))  # a member without scores: a parse error

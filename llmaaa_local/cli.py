@@ -23,6 +23,7 @@ from .config import (
     ENGINES,
     GOLD_SPLITS,
     POOLINGS,
+    SEEDED_DEMOS,
     TASKS,
     TRUNCATIONS,
     EngineSettings,
@@ -342,7 +343,7 @@ def annotate(obj: Context, n: int, select: str, demos: str | None, k: int | None
         prompt = project.settings.prompt
         mode = demos or prompt.demos  # another demo mode than fixed or random sets is one prompt, not an ensemble
         prompt = replace(prompt, demos=mode, k=prompt.k if k is None else k,  # type: ignore[arg-type]
-                         ensemble=prompt.ensemble if mode in ("fixed", "random") else ())
+                         ensemble=prompt.ensemble if mode in SEEDED_DEMOS else ())
         config = AnnotateConfig(n=n, select=select, seed=session.teacher.seed,  # type: ignore[arg-type]
                                 calibrate=not no_calibrate, prompt=prompt)
         with progress_bar(_annotate_columns) as update:

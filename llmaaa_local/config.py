@@ -21,6 +21,7 @@ DataMode = Literal["llm", "gold", "combined"]
 EngineName = Literal["local", "ray"]
 ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 DEMO_MODES: tuple[DemoMode, ...] = get_args(DemoMode)
+SEEDED_DEMOS: tuple[DemoMode, ...] = ("fixed", "random")  # chosen by demo_seed: the modes an ensemble can average
 CLIP_MODES: tuple[ClipMode, ...] = get_args(ClipMode)
 
 # Names may hold commas and parentheses (SemEval's "Cause-Effect(e1,e2)"), not whitespace.
@@ -83,7 +84,7 @@ class PromptSettings:
             raise LlmaaaError(f"unknown clip mode {self.clip!r}: choose one of {', '.join(CLIP_MODES)}")
         object.__setattr__(self, "verbalizers", tuple(tuple(pair) for pair in self.verbalizers))
         object.__setattr__(self, "ensemble", tuple(self.ensemble))
-        if self.ensemble and (self.demos not in ("fixed", "random") or self.demo_seed in self.ensemble
+        if self.ensemble and (self.demos not in SEEDED_DEMOS or self.demo_seed in self.ensemble
                               or len(set(self.ensemble)) != len(self.ensemble)):
             raise LlmaaaError(f"ensemble {list(self.ensemble)}: give other seeds than demo_seed {self.demo_seed}, "
                               "each once, with fixed or random demonstrations")

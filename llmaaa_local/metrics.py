@@ -51,7 +51,8 @@ def f1_by_label(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[
     """F1 of each of `labels` that occurs in the gold or predicted labels."""
     from sklearn.metrics import f1_score
 
-    present = [label for label in labels if label in set(gold) | set(predicted)]
+    seen = set(gold) | set(predicted)
+    present = [label for label in labels if label in seen]
     if not present:
         return {}
     scores = f1_score(gold, predicted, labels=present, average=None, zero_division=0)

@@ -11,7 +11,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from .annotate import AnnotateConfig, AnnotateProgress, Annotator
 from .calibration import fit
-from .config import PromptSettings
+from .config import SEEDED_DEMOS, PromptSettings
 from .errors import LlmaaaError
 from .llm import LLM
 from .project import Project
@@ -126,7 +126,7 @@ def clearly_better(challenger: VariantScore, incumbent: VariantScore, level: flo
 def describe(prompt: PromptSettings) -> str:
     """A variant in a few words: demo mode and k, label words, instruction, clip."""
     demos = prompt.demos if prompt.demos == "none" else f"{prompt.demos} k={prompt.k}"
-    if prompt.demos in ("fixed", "random"):
+    if prompt.demos in SEEDED_DEMOS:
         demos += f" set {prompt.demo_seed}" if not prompt.ensemble else \
             f" sets {'+'.join(str(seed) for seed in (prompt.demo_seed, *prompt.ensemble))} averaged"
     words = "label names" if not prompt.verbalizers else "words " + "/".join(w for _, w in prompt.verbalizers)
@@ -323,9 +323,7 @@ class PromptTuner:
         """New LLM calls `variant` needs on `subset` (an ensemble's: its members')."""
         if variant.ensemble:
             return sum(self._missing(member, subset) for member in variant.members())
-        annotator = self._annotator(variant)
-        have = {row[0] for row in self.project.store.prompt_annotations(self.llm.model_sha256, annotator.prompt_key,
-                                                                         [e.id for e in subset])}
+        have = self._rows(self._annotator(variant), subset)
         return sum(1 for e in subset if e.id not in have)
 
     def _annotate(self, variant: PromptSettings, subset: Sequence[Example], progress: TuneProgress,
@@ -343,16 +341,22 @@ class PromptTuner:
         result = annotator.run(AnnotateConfig(ids=tuple(e.id for e in subset), calibrate=False), update)
         return result.annotated, result.cached
 
-    def _cost(self, variant: PromptSettings, subset: Sequence[Example]) -> tuple[float, float]:
-        """Prompt tokens and LLM seconds per example; an ensemble's are its members' summed."""
+    def _rows(self, annotator: Annotator, subset: Sequence[Example]) -> dict[str, tuple[Any, ...]]:
+        """The newest annotation of each example of `subset` under the annotator's prompt, by example id."""
+        return {row[0]: row for row in self.project.store.prompt_annotations(
+            self.llm.model_sha256, annotator.prompt_key, [e.id for e in subset])}
+
+    def _cost(self, variant: PromptSettings, subset: Sequence[Example],
+              rows: Mapping[str, tuple[Any, ...]]) -> tuple[float, float]:
+        """Prompt tokens and LLM seconds per example, from `rows` (the variant's); an ensemble's rows cost nothing,
+        so its cost is its members' summed."""
         if variant.ensemble:
-            costs = [self._cost(member, subset) for member in variant.members()]
+            costs = [self._cost(member, subset, self._rows(self._annotator(member), subset))
+                     for member in variant.members()]
             return sum(tokens for tokens, _ in costs), sum(seconds for _, seconds in costs)
-        rows = self.project.store.prompt_annotations(self.llm.model_sha256, self._annotator(variant).prompt_key,
-                                                     [e.id for e in subset])
         if not rows:
             return 0.0, 0.0
-        return float(np.mean([row[4] for row in rows])), float(np.mean([row[5] for row in rows]))
+        return float(np.mean([row[4] for row in rows.values()])), float(np.mean([row[5] for row in rows.values()]))
 
     def _metric(self) -> str:
         task = self.settings.task
@@ -361,10 +365,9 @@ class PromptTuner:
 
     def _score(self, variant: PromptSettings, subset: Sequence[Example]) -> VariantScore:
         annotator = self._annotator(variant)
-        rows = {row[0]: row for row in self.project.store.prompt_annotations(
-            self.llm.model_sha256, annotator.prompt_key, [e.id for e in subset])}
+        rows = self._rows(annotator, subset)
         known = [e for e in subset if e.id in rows]
-        tokens, seconds = self._cost(variant, subset)
+        tokens, seconds = self._cost(variant, subset, rows)
         if annotator.task.scored:
             scored = [e for e in known if rows[e.id][2] is not None]
             fitted = fit([rows[e.id][2] for e in scored], [str(e.label) for e in scored],  # type: ignore[misc]
