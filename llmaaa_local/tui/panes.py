@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 FEED_ROWS = 50
 
+
 class Pane(Widget, can_focus=True):
     """A tab's content; `refresh_from_project` re-reads what it shows. It takes the focus when its tab opens, so
     its key bindings work at once."""
