@@ -286,10 +286,8 @@ class LlamaBackend:
 
     def _decode(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         """Append tokens to the context; returns log-probs for the last token, or for every token."""
-        # float64: float32 sums over a large vocabulary drift by ~1e-3
-        logits = self._context.decode(tokens, all_logits).astype(np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        return logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+        logits = self._context.decode(tokens, all_logits)
+        return logits.astype(np.float64) - _log_sum_exp(logits)[:, None]
 
     def _advance(self, tokens: list[int]) -> tuple[np.ndarray, int]:
         """Evaluate a prompt, reusing the longest prefix already in the KV cache; returns (log-probs, evaluated)."""
@@ -343,10 +341,10 @@ class LlamaBackend:
             while shared < min(len(current), len(context)) and current[shared] == context[shared]:
                 shared += 1
             self._context.keep(base + shared)
-            rows = self._decode(context[shared:], all_logits=True)
-            for offset, row in enumerate(rows):
+            logits = self._context.decode(context[shared:], all_logits=True)  # only a few entries of each row matter
+            for offset, (row, total) in enumerate(zip(logits, _log_sum_exp(logits), strict=True)):
                 prefix = tuple(context[: shared + offset + 1])
-                after[prefix] = {token: float(row[token]) for token in needed.get(prefix, ())}
+                after[prefix] = {token: float(row[token] - total) for token in needed.get(prefix, ())}
             current = list(context)
         return after
 
@@ -372,6 +370,13 @@ class LlamaBackend:
         text = b"".join(self._context.piece(token, special=False) for token in output).decode("utf-8", errors="replace")
         cost = Cost(len(tokens), evaluated, len(output), elapsed())
         return GenerateResponse(text, tuple(token_logprobs), cost)
+
+
+def _log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    """Each row's log-sum-exp, summed in float64 (float32 sums over a large vocabulary drift by ~1e-3), one row at
+    a time: a row of a 262k-token vocabulary stays in cache, where float64 copies of many rows would not."""
+    return np.array([float(top) + np.log(np.exp(row - top).sum(dtype=np.float64))
+                     for row, top in zip(logits, logits.max(axis=1), strict=True)])
 
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
