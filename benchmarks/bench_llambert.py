@@ -7,13 +7,17 @@ is scored on --test IMDb test reviews; beside it, logistic regression on the fro
 encoder and labels (the floor fine-tuning must clear). Then the student is exported (int8) and its labeling speed and
 accuracy measured on the same test reviews.
 
+On a CPU with AMX, `train` computes in bf16 autocast (`--precision auto`); `--precisions auto,fp32` trains each
+student both ways, side by side.
+
 Usage: python benchmarks/bench_llambert.py [--n 1000,5000] [--test 2000] [--students minilm-l6,mpnet-base]
-           [--variants mean/head+tail,cls/head] [--threads 2] [--keep DIR]
+           [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--no-frozen] [--threads 2] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -49,10 +53,14 @@ def main() -> None:
     parser.add_argument("--variants", default="mean/head+tail",
                         help="pooling/truncation pairs to train, comma-separated (e.g. mean/head+tail,cls/head)")
     parser.add_argument("--sources", default="llama2,gold", help="label sources to train on: llama2, gold")
+    parser.add_argument("--precisions", default="auto", help="train --precision values, comma-separated")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="learning rate [default: the trainer's rule]")
     parser.add_argument("--no-export", action="store_true", help="skip the int8 export and the speed figure")
+    parser.add_argument("--no-frozen", action="store_true",
+                        help="skip logistic regression on frozen embeddings (embedding N + test reviews with a "
+                             "base-size encoder takes minutes on 2 cores)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None)
     args = parser.parse_args()
@@ -66,25 +74,27 @@ def main() -> None:
     validation, rest = order[:100], order[100:]
     print(f"IMDb: {args.test} test reviews, 100 gold train reviews for early stopping; {args.threads} threads",
           flush=True)
-    print(f"{'student':12} {'variant':15} {'N':>6} {'labels':7} {'accuracy':>8} {'frozen+LR':>9} {'gain':>6} "
-          f"{'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}", flush=True)
+    print(f"{'student':12} {'variant':15} {'arith':5} {'N':>6} {'labels':7} {'accuracy':>8} {'frozen+LR':>9} "
+          f"{'gain':>6} {'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}", flush=True)
     results: list[dict[str, Any]] = []
     for n in (int(x) for x in args.n.split(",")):
         pool = rest[:n]  # nested: the 1,000 are the first 1,000 of the 5,000
         agreement = sum(llama[row["id"]] == row["label"] for row in pool) / n
         project = _project(root / f"n{n}", pool, validation, test, llama)
         for student in args.students.split(","):
-            frozen = _frozen(project, student, models, pool, test, llama)
+            frozen = (dict.fromkeys(("llama2", "gold"), float("nan")) if args.no_frozen
+                      else _frozen(project, student, models, pool, test, llama))
             for variant in args.variants.split(","):
                 pooling, truncation = variant.split("/")
-                for source in args.sources.split(","):
-                    row = _student(args, project, models, student, pooling, truncation, source, n)
-                    row |= {"student": student, "variant": variant, "n": n, "source": source,
+                for precision, source in itertools.product(args.precisions.split(","), args.sources.split(",")):
+                    row = _student(args, project, models, student, pooling, truncation, precision, source, n)
+                    row |= {"student": student, "variant": variant, "n": n, "source": source, "precision": precision,
                             "frozen": frozen[source], "teacher_agreement": agreement}
                     results.append(row)
                     int8 = (f"{row['int8_accuracy']:8.4f} {row['int8_docs_s']:11.1f}" if "int8_accuracy" in row
                             else f"{'':8} {'':11}")
-                    print(f"{student:12} {variant:15} {n:6} {source:7} {row['accuracy']:8.4f} {frozen[source]:9.4f} "
+                    print(f"{student:12} {variant:15} {row['arithmetic'][:4]:5} {n:6} {source:7} "
+                          f"{row['accuracy']:8.4f} {frozen[source]:9.4f} "
                           f"{(row['accuracy'] - frozen[source]) * 100:+6.1f} {row['seconds']:8.0f} "
                           f"{row['seconds'] / n * 1000:6.0f} {int8}", flush=True)
         print(f"  (Llama-2 labels of these {n} reviews agree with gold on {agreement:.2%})", flush=True)
@@ -92,9 +102,9 @@ def main() -> None:
     for row in results:
         if row["source"] == "llama2":
             gold = next((r for r in results if r["source"] == "gold" and all(
-                r[k] == row[k] for k in ("student", "variant", "n"))), None)
+                r[k] == row[k] for k in ("student", "variant", "n", "precision"))), None)
             if gold:
-                print(f"  {row['student']:12} {row['variant']:15} N={row['n']:<6} "
+                print(f"  {row['student']:12} {row['variant']:15} {row['arithmetic'][:4]:5} N={row['n']:<6} "
                       f"{(row['accuracy'] - gold['accuracy']) * 100:+.2f}")
     print("\nLlamBERT (paper, full 25k test set):")
     for name, note, accuracy in LLAMBERT:
@@ -139,14 +149,14 @@ def _frozen(project: Project, student: str, models: Path, pool: list[dict[str, A
 
 
 def _student(args: argparse.Namespace, project: Project, models: Path, student: str, pooling: str, truncation: str,
-             source: str, n: int) -> dict[str, Any]:
+             precision: str, source: str, n: int) -> dict[str, Any]:
     options: dict[str, Any] = {"learning_rate": args.lr} if args.lr else {}
     config = TrainConfig(student=student, data="llm", source=f"import:{source}", epochs=args.epochs,
-                         max_length=args.max_length, pooling=pooling, truncation=truncation, threads=args.threads,
-                         **options)
+                         max_length=args.max_length, pooling=pooling, truncation=truncation, precision=precision,
+                         threads=args.threads, **options)
     report = Trainer(project, config, models).run()
     row: dict[str, Any] = {"accuracy": report.metrics["test"]["accuracy"], "seconds": report.seconds,
-                           "best_epoch": report.best_epoch}
+                           "best_epoch": report.best_epoch, "arithmetic": report.metrics["arithmetic"]}
     if not args.no_export:
         exported = export_student(project, ExportConfig(threads=args.threads), report.run_id)
         examples = list(project.store.examples("test"))

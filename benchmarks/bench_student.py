@@ -3,7 +3,8 @@
 Subcommands:
   quality  the teacher labels --n random train examples; a student trains on them; both are scored on --test
            held-out test examples (IMDb: accuracy; CoNLL-2003 / SemEval: F1). Also the gold-only and combined students.
-  speed    PyTorch fp32 (batches of 32 and 8; the faster is the base) vs ONNX fp32 vs ONNX int8 docs/s (and accuracy)
+  speed    PyTorch fp32 (batches of 32 and 8; the faster is the base) vs ONNX fp32 vs ONNX int8 docs/s (and accuracy);
+           on a CPU with AMX also PyTorch bf16 autocast
            on the same reviews, side by side, with the student of a `quality` project; then time and peak memory to
            label all 50k IMDb reviews with int8.
 
@@ -34,7 +35,7 @@ from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
 from llmaaa_local.store import Artifact
-from llmaaa_local.student import Trainer, load_student, predict
+from llmaaa_local.student import Trainer, load_student, predict, uses_bf16
 from llmaaa_local.tasks import task_for
 from llmaaa_local.tune import PromptTuner, TuneConfig, describe
 
@@ -148,11 +149,13 @@ def speed(args: argparse.Namespace) -> None:
     fp32, int8 = (OnnxStudent(onnx_folder, name, args.threads) for name in ("model_optimized.onnx",
                                                                            "model_quantized.onnx"))
     runners: dict[str, Callable[[list[Any]], list[Any]]] = {
-        "pytorch fp32 b32": lambda chunk: predict(model, encoder, chunk, batch_size=32),  # the library's default
-        "pytorch fp32 b8": lambda chunk: predict(model, encoder, chunk, batch_size=8),  # faster on this CPU
+        "pytorch fp32 b32": lambda chunk: predict(model, encoder, chunk, batch_size=32, precision="fp32"),
+        "pytorch fp32 b8": lambda chunk: predict(model, encoder, chunk, batch_size=8, precision="fp32"),
         "onnx fp32": fp32.predict,
         "onnx int8": int8.predict,
     }
+    if uses_bf16(torch.device("cpu")):  # a CPU with AMX: what `train` evaluates with
+        runners["pytorch bf16 b8"] = lambda chunk: predict(model, encoder, chunk, batch_size=8)
     for runner in runners.values():
         runner(examples[:8])  # warm-up: first-call allocations are not labeling speed
     seconds = dict.fromkeys(runners, 0.0)
@@ -167,11 +170,11 @@ def speed(args: argparse.Namespace) -> None:
     scored = [e.id for e in examples if e.id in references]
     results = {name: (len(examples) / seconds[name], _score(task, project, scored, references, predicted[name]))
                for name in runners}
-    base_rate, base_score = max(v for k, v in results.items() if k.startswith("pytorch"))  # the faster batch
+    base_rate, base_score = max(v for k, v in results.items() if k.startswith("pytorch fp32"))  # the faster batch
     print(f"student run {run} (max length {StudentSpec.load(checkpoint).max_length}), {len(examples)} examples, "
           f"{args.threads} threads")
     for name, (rate, score) in results.items():
-        print(f"{name:16} {rate:8.1f} docs/s  {rate / base_rate:5.2f}x PyTorch   accuracy {score:.4f} "
+        print(f"{name:16} {rate:8.1f} docs/s  {rate / base_rate:5.2f}x PyTorch fp32   accuracy {score:.4f} "
               f"({(score - base_score) * 100:+.2f} points)")
     if args.full:
         full_corpus(args, project, exported)

@@ -23,6 +23,7 @@ from .config import (
     ENGINES,
     GOLD_SPLITS,
     POOLINGS,
+    PRECISIONS,
     SEEDED_DEMOS,
     TASKS,
     TRUNCATIONS,
@@ -490,6 +491,9 @@ def student_options(command: F) -> F:
         click.option("--truncation", type=click.Choice(TRUNCATIONS), default="head+tail", show_default=True,
                      help="A text longer than --max-length keeps its first quarter and last three quarters, or its "
                           "start only."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Arithmetic of training and its scoring: bf16 autocast where it is fast (a CUDA GPU, a CPU "
+                          "with AMX), else fp32; or fp32 everywhere."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Discard LLM labels below this calibrated confidence."),
         click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
@@ -506,12 +510,13 @@ def student_options(command: F) -> F:
 
 
 def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float | None, max_length: int,
-                 pooling: str, truncation: str, min_confidence: float, keep_top: float, no_balance: bool,
-                 no_confidence_weights: bool, reweight: bool, train_threads: int | None, **extra: Any) -> TrainConfig:
+                 pooling: str, truncation: str, precision: str, min_confidence: float, keep_top: float,
+                 no_balance: bool, no_confidence_weights: bool, reweight: bool, train_threads: int | None,
+                 **extra: Any) -> TrainConfig:
     return TrainConfig(student=student, epochs=epochs, min_steps=min_steps, batch_size=batch_size, learning_rate=lr,
-                       max_length=max_length, pooling=pooling, truncation=truncation, min_confidence=min_confidence,
-                       keep_top=keep_top, balance=not no_balance, confidence_weights=not no_confidence_weights,
-                       reweight=reweight, threads=train_threads, **extra)
+                       max_length=max_length, pooling=pooling, truncation=truncation, precision=precision,
+                       min_confidence=min_confidence, keep_top=keep_top, balance=not no_balance,
+                       confidence_weights=not no_confidence_weights, reweight=reweight, threads=train_threads, **extra)
 
 
 @main.command()
@@ -573,7 +578,7 @@ def train(obj: Context, data: str, source: str, seed: int, **options: Any) -> No
         report = session.train(project, config, update)
     click.echo(f"student run {report.run_id}: trained on {report.trained_on} examples ({report.discarded} LLM labels "
                f"discarded by --min-confidence or --keep-top), best epoch {report.best_epoch}, "
-               f"{report.seconds:.0f}s -> {report.folder}")
+               f"{report.seconds:.0f}s in {report.metrics['arithmetic']} -> {report.folder}")
     for split in ("validation", "test"):
         if split in report.metrics:
             click.echo(f"  {split}: " + metric_line(report.metrics[split]))

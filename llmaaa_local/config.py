@@ -253,6 +253,7 @@ class EngineSettings:
 DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
 POOLINGS = ("mean", "cls")  # classification: mean of the states and our linear head, or the checkpoint's own head
 TRUNCATIONS = ("head+tail", "head")
+PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast where the hardware runs it fast (a CUDA GPU, a CPU with AMX)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ class TrainConfig:
     max_length: int = 256
     pooling: str = "mean"  # classification head over the mean of the states, or "cls": the checkpoint's own head
     truncation: str = "head+tail"  # a long text keeps its first quarter and its last three quarters, or "head"
+    precision: str = "auto"  # see PRECISIONS
     confidence_weights: bool = True
     min_confidence: float = 0.0
     keep_top: float = 1.0  # keep this share of each label's LLM labels, the most confident ones
@@ -295,6 +297,8 @@ class TrainConfig:
             raise LlmaaaError(f"--pooling {self.pooling!r}: choose {' or '.join(POOLINGS)}")
         if self.truncation not in TRUNCATIONS:
             raise LlmaaaError(f"--truncation {self.truncation!r}: choose {' or '.join(TRUNCATIONS)}")
+        if self.precision not in PRECISIONS:
+            raise LlmaaaError(f"--precision {self.precision!r}: choose {' or '.join(PRECISIONS)}")
         if not 0 < self.keep_top <= 1:
             raise LlmaaaError(f"--keep-top {self.keep_top} is outside 0..1: it is the share of labels to keep")
 

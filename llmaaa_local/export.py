@@ -75,7 +75,7 @@ def export_student(project: Project, config: ExportConfig, run_id: int | None = 
     _export(source, staging, spec, config.int8)
     files = {"onnx": FP32_FILE, **({"onnx-int8": INT8_FILE} if config.int8 else {})}
     examples = _held_out(project, config.parity_examples)
-    reference = _torch_predictions(source, examples)
+    reference = reference_predictions(source, examples)
     parity = {kind: _parity(spec, examples, reference, OnnxStudent(staging, name, config.threads).predict(examples))
               for kind, name in files.items()}
     _check(parity, config)
@@ -135,11 +135,12 @@ def _held_out(project: Project, count: int) -> list[Example]:
     return examples
 
 
-def _torch_predictions(source: Path, examples: list[Example]) -> list[tuple[Label, dict[str, float] | None, float]]:
+def reference_predictions(source: Path, examples: list[Example]) -> list[tuple[Label, dict[str, float] | None, float]]:
+    """The PyTorch student's predictions that its ONNX graphs must match: in fp32, whatever `train` computed in."""
     from .student import load_student, predict
 
     model, encoder = load_student(source)
-    return predict(model, encoder, examples)
+    return predict(model, encoder, examples, precision="fp32")
 
 
 def _parity(spec: StudentSpec, examples: list[Example], reference: list[tuple[Label, dict[str, float] | None, float]],

@@ -21,6 +21,7 @@ from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import LabelProgress, OnnxStudent, label_corpus, latest_export
 from llmaaa_local.project import Project
 from llmaaa_local.records import Span
+from llmaaa_local.student import arithmetic
 
 pytestmark = pytest.mark.slow  # every test here trains and exports a real (tiny) student
 
@@ -187,10 +188,12 @@ def test_train_export_label_evaluate_from_the_command_line(tmp_path: Path, tiny_
     assert "student run 1: trained on 20 examples (20 LLM labels discarded by --min-confidence or --keep-top)" in output
     with Project.open(tmp_path / "project") as opened:
         config = json.loads(opened.store.db.execute("SELECT config FROM student_runs WHERE id = 1").fetchone()[0])
-    assert (config["keep_top"], config["balance"]) == (0.5, False)
+    assert (config["keep_top"], config["balance"], config["precision"]) == (0.5, False, "auto")
+    assert f"s in {arithmetic(torch.device('cpu'), 'auto')} -> " in output  # bf16 autocast where the CPU has AMX
     assert "0.0 is not in the range 0<x<=1" in runner.invoke(main, [*base, "train", *small, "--keep-top", "0"]).output
-    output = run("train", *small)
+    output = run("train", *small, "--precision", "fp32")
     assert "student run 2: trained on 40 examples (0 LLM labels discarded by --min-confidence or --keep-top)" in output
+    assert "s in fp32 on cpu -> " in output
     assert "validation: n 16  accuracy " in output and "test: n 20  accuracy " in output
 
     output = run("export")

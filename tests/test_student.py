@@ -32,10 +32,20 @@ from llmaaa_local.encoding import (
     repair_bio,
 )
 from llmaaa_local.errors import LlmaaaError
+from llmaaa_local.export import reference_predictions
 from llmaaa_local.models import sha256_file
 from llmaaa_local.project import Project
 from llmaaa_local.records import Example, Mention, Span
-from llmaaa_local.student import Trainer, TrainProgress, load_student, predict, training_data
+from llmaaa_local.student import (
+    StudentModel,
+    Trainer,
+    TrainProgress,
+    arithmetic,
+    load_student,
+    predict,
+    training_data,
+    uses_bf16,
+)
 from llmaaa_local.tasks import task_for
 
 TASKS = ("classify", "ner", "re")
@@ -280,6 +290,7 @@ def test_gold_mode_without_a_demo_split_says_how_to_import_gold(tmp_path: Path, 
     ({"keep_top": 1.5}, "share of labels to keep"),
     ({"pooling": "max"}, "choose mean or cls"),
     ({"truncation": "tail"}, "choose head\\+tail or head"),
+    ({"precision": "bf16"}, "choose auto or fp32"),
 ])
 def test_train_config_is_validated(options: dict[str, Any], message: str) -> None:
     with pytest.raises(LlmaaaError, match=message):
@@ -291,6 +302,49 @@ def test_default_learning_rate_scales_with_the_encoder_width() -> None:
     assert default_learning_rate(768) == pytest.approx(5e-5)  # base size (MPNet, RoBERTa-base, DistilBERT)
     assert default_learning_rate(128) == pytest.approx(1e-4)  # never above the measured rate
     assert TrainConfig().learning_rate is None  # the rule applies unless --lr is given
+
+
+# --- arithmetic ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("amx", "precision", "bf16"), [(True, "auto", True), (True, "fp32", False),
+                                                          (False, "auto", False), (False, "fp32", False)])
+def test_bf16_only_on_a_cpu_with_amx_unless_fp32_is_asked(amx: bool, precision: str, bf16: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert uses_bf16(torch.device("cpu"), precision) is bf16
+    assert arithmetic(torch.device("cpu"), precision) == ("bf16 autocast on cpu" if bf16 else "fp32 on cpu")
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_training_computes_in_the_arithmetic_it_reports(precision: str, classify_project: Project,
+                                                        tiny_encoder: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)  # any CPU runs bf16 autocast, if slowly
+    seen: list[tuple[bool, bool]] = []
+    forward = StudentModel.forward
+
+    def spy(self: StudentModel, *args: Any, **kwargs: Any) -> torch.Tensor:
+        seen.append((torch.is_grad_enabled(), torch.is_autocast_enabled("cpu")))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(StudentModel, "forward", spy)
+    report = train_student(classify_project, tiny_encoder, tmp_path, precision=precision)
+    assert report.metrics["arithmetic"] == ("bf16 autocast on cpu" if precision == "auto" else "fp32 on cpu")
+    assert {autocast for grad, autocast in seen if grad} == {precision == "auto"}  # the training steps
+    assert {autocast for grad, autocast in seen if not grad} == {precision == "auto"}  # validation and scoring
+
+
+def test_the_export_parity_reference_is_fp32_where_training_is_bf16(classify_project: Project, tiny_encoder: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    report = train_student(classify_project, tiny_encoder, tmp_path)
+    model, encoder = load_student(report.folder)
+    examples = list(classify_project.store.examples("pool"))[:16]
+    fp32, bf16 = (predict(model, encoder, examples, precision=p) for p in ("fp32", "auto"))
+    assert max(abs(a[2] - b[2]) for a, b in zip(fp32, bf16, strict=True)) > 1e-5  # bf16 does change the numbers
+    assert reference_predictions(report.folder, examples) == fp32
 
 
 # --- it learns -----------------------------------------------------------------------------------------------------
