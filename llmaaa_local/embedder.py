@@ -22,14 +22,12 @@ class Embedder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from .student import torch_device
-
         weights = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
                         if (folder / name).exists()), None)
         self.name = f"{folder.name}:{sha256_file(weights)[:12] if weights else 'unknown'}"
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self._device = torch_device()
+        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._model = AutoModel.from_pretrained(str(folder), local_files_only=True,
                                                 use_safetensors=True).eval().to(self._device)
 
