@@ -339,7 +339,7 @@ def test_the_export_parity_reference_is_fp32_where_training_is_bf16(classify_pro
                                                                      tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    report = train_student(classify_project, tiny_encoder, tmp_path)
+    report = train_student(classify_project, tiny_encoder, tmp_path, precision="auto")
     model, encoder = load_student(report.folder)
     examples = list(classify_project.store.examples("pool"))[:16]
     fp32, bf16 = (predict(model, encoder, examples, precision=p) for p in ("fp32", "auto"))
