@@ -135,10 +135,6 @@ def tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, to
     return {name: torch.from_numpy(value).to(device) for name, value in arrays.items()}
 
 
-def torch_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
     """With `precision` "auto", bf16 where its matrix products beat fp32: a CUDA GPU that has them, a CPU with AMX
     (Xeon Sapphire Rapids and later: an mpnet-base training step 3.6x faster, MiniLM-L6 1.85x); on other CPUs they
@@ -260,7 +256,7 @@ class Trainer:
         _check_student_folder(self.base, config.max_length)
         verified_sha256(self.base, models_dir)
         self.on_progress = on_progress
-        self.device = torch_device()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def run(self) -> TrainReport:
         started = time.perf_counter()
