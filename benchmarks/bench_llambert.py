@@ -8,10 +8,11 @@ encoder and labels (the floor fine-tuning must clear). Then the student is expor
 accuracy measured on the same test reviews.
 
 On a CPU with AMX, `train` computes in bf16 autocast (`--precision auto`); `--precisions auto,fp32` trains each
-student both ways, side by side.
+student both ways, side by side, and `--epochs 3,10` with both schedule lengths.
 
 Usage: python benchmarks/bench_llambert.py [--n 1000,5000] [--test 2000] [--students minilm-l6,mpnet-base]
-           [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--no-frozen] [--threads 2] [--keep DIR]
+           [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--epochs 3,10] [--no-frozen]
+           [--threads 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--sources", default="llama2,gold", help="label sources to train on: llama2, gold")
     parser.add_argument("--precisions", default="auto", help="train --precision values, comma-separated")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", default=str(TrainConfig().epochs), help="train --epochs values, comma-separated (the most epochs; the "
+                        "learning-rate schedule decays over them)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate [default: the trainer's rule]")
     parser.add_argument("--no-export", action="store_true", help="skip the int8 export and the speed figure")
     parser.add_argument("--no-frozen", action="store_true",
@@ -75,7 +77,7 @@ def main() -> None:
     print(f"IMDb: {args.test} test reviews, 100 gold train reviews for early stopping; {args.threads} threads",
           flush=True)
     print(f"{'student':12} {'variant':15} {'arith':5} {'N':>6} {'labels':7} {'accuracy':>8} {'frozen+LR':>9} "
-          f"{'gain':>6} {'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}", flush=True)
+          f"{'gain':>6} {'epochs':>6} {'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}", flush=True)
     results: list[dict[str, Any]] = []
     for n in (int(x) for x in args.n.split(",")):
         pool = rest[:n]  # nested: the 1,000 are the first 1,000 of the 5,000
@@ -86,25 +88,28 @@ def main() -> None:
                       else _frozen(project, student, models, pool, test, llama))
             for variant in args.variants.split(","):
                 pooling, truncation = variant.split("/")
-                for precision, source in itertools.product(args.precisions.split(","), args.sources.split(",")):
-                    row = _student(args, project, models, student, pooling, truncation, precision, source, n)
+                for precision, epochs, source in itertools.product(
+                        args.precisions.split(","), (int(x) for x in args.epochs.split(",")), args.sources.split(",")):
+                    row = _student(args, project, models, student, pooling, truncation, precision, epochs, source)
                     row |= {"student": student, "variant": variant, "n": n, "source": source, "precision": precision,
-                            "frozen": frozen[source], "teacher_agreement": agreement}
+                            "epochs": epochs, "frozen": frozen[source], "teacher_agreement": agreement}
                     results.append(row)
                     int8 = (f"{row['int8_accuracy']:8.4f} {row['int8_docs_s']:11.1f}" if "int8_accuracy" in row
                             else f"{'':8} {'':11}")
                     print(f"{student:12} {variant:15} {row['arithmetic'][:4]:5} {n:6} {source:7} "
                           f"{row['accuracy']:8.4f} {frozen[source]:9.4f} "
-                          f"{(row['accuracy'] - frozen[source]) * 100:+6.1f} {row['seconds']:8.0f} "
+                          f"{(row['accuracy'] - frozen[source]) * 100:+6.1f} "
+                          f"{row['best_epoch']:>3}/{row['epochs_run']:<2} {row['seconds']:8.0f} "
                           f"{row['seconds'] / n * 1000:6.0f} {int8}", flush=True)
         print(f"  (Llama-2 labels of these {n} reviews agree with gold on {agreement:.2%})", flush=True)
     print("\nLlama-2 labels vs gold labels at equal N (points):")
     for row in results:
         if row["source"] == "llama2":
             gold = next((r for r in results if r["source"] == "gold" and all(
-                r[k] == row[k] for k in ("student", "variant", "n", "precision"))), None)
+                r[k] == row[k] for k in ("student", "variant", "n", "precision", "epochs"))), None)
             if gold:
                 print(f"  {row['student']:12} {row['variant']:15} {row['arithmetic'][:4]:5} N={row['n']:<6} "
+                      f"--epochs {row['epochs']:<3} "
                       f"{(row['accuracy'] - gold['accuracy']) * 100:+.2f}")
     print("\nLlamBERT (paper, full 25k test set):")
     for name, note, accuracy in LLAMBERT:
@@ -149,14 +154,15 @@ def _frozen(project: Project, student: str, models: Path, pool: list[dict[str, A
 
 
 def _student(args: argparse.Namespace, project: Project, models: Path, student: str, pooling: str, truncation: str,
-             precision: str, source: str, n: int) -> dict[str, Any]:
+             precision: str, epochs: int, source: str) -> dict[str, Any]:
     options: dict[str, Any] = {"learning_rate": args.lr} if args.lr else {}
-    config = TrainConfig(student=student, data="llm", source=f"import:{source}", epochs=args.epochs,
+    config = TrainConfig(student=student, data="llm", source=f"import:{source}", epochs=epochs,
                          max_length=args.max_length, pooling=pooling, truncation=truncation, precision=precision,
                          threads=args.threads, **options)
     report = Trainer(project, config, models).run()
     row: dict[str, Any] = {"accuracy": report.metrics["test"]["accuracy"], "seconds": report.seconds,
-                           "best_epoch": report.best_epoch, "arithmetic": report.metrics["arithmetic"]}
+                           "best_epoch": report.best_epoch, "epochs_run": len(report.metrics["history"]),
+                           "arithmetic": report.metrics["arithmetic"]}
     if not args.no_export:
         exported = export_student(project, ExportConfig(threads=args.threads), report.run_id)
         examples = list(project.store.examples("test"))

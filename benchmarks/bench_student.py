@@ -221,7 +221,7 @@ def main() -> None:
     q.add_argument("--modes", default="llm,llm-top50,gold,combined,combined-top50",
                    help="llm, gold or combined; '-topNN' keeps the NN%% most confident LLM labels of each label")
     q.add_argument("--no-balance", action="store_true", help="do not balance the LLM label classes")
-    q.add_argument("--epochs", type=int, default=10)
+    q.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     q.add_argument("--max-length", type=int, default=256)
     q.add_argument("--min-confidence", type=float, default=0.0)
     q.add_argument("--seed", type=int, default=0)

@@ -477,7 +477,9 @@ def student_options(command: F) -> F:
     options = [
         click.option("--student", default=DEFAULT_STUDENT, show_default=True,
                      help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id."),
-        click.option("--epochs", type=int, default=10, show_default=True, help="Most epochs (early stopping)."),
+        click.option("--epochs", type=int, default=3, show_default=True,
+                     help="Most epochs: the learning rate warms up and decays to zero over them; early stopping "
+                          "keeps the best epoch."),
         click.option("--min-steps", type=int, default=100, show_default=True,
                      help="At least this many optimizer steps: a small training set gets more epochs."),
         click.option("--batch-size", type=int, default=16, show_default=True),

@@ -375,7 +375,7 @@ class Trainer:
                                                    float(np.mean(losses))))
             validation_loss = self._loss(model, encoder, validation, valid_encoded)
             history.append({"phase": phase, "epoch": epoch, "train_loss": float(np.mean(losses)),
-                            "validation_loss": validation_loss})
+                            "validation_loss": validation_loss, "learning_rate": schedule.get_last_lr()[0]})
             if self.on_progress:
                 self.on_progress(TrainProgress(phase, epoch, epochs, steps_per_epoch, steps_per_epoch,
                                                float(np.mean(losses)), validation_loss))

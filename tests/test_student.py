@@ -156,6 +156,18 @@ def test_a_small_training_set_gets_epochs_up_to_min_steps(classify_project: Proj
     assert sum(1 for progress in seen if progress.validation_loss is None) == 15  # one report per step
 
 
+@pytest.mark.parametrize(("epochs", "min_steps"), [(3, 0), (1, 12)])
+def test_the_learning_rate_decays_to_zero_over_the_epochs_it_plans(epochs: int, min_steps: int,
+                                                                   classify_project: Project, tiny_encoder: Path,
+                                                                   tmp_path: Path) -> None:
+    """The schedule spans the epochs the run plans (--epochs, or more for --min-steps): its last epoch ends at rate
+    0, so a run that goes the distance is annealed, not stopped near the peak rate."""
+    report = train_student(classify_project, tiny_encoder, tmp_path, epochs=epochs, min_steps=min_steps, patience=9,
+                           learning_rate=1e-3)  # 40 examples in batches of 8: 5 steps an epoch, 15 steps in all
+    rates = [row["learning_rate"] for row in report.metrics["history"]]
+    assert rates == pytest.approx([1e-3 * 10 / 14, 1e-3 * 5 / 14, 0.0])  # one warmup step, then linear decay
+
+
 def test_gold_mode_trains_on_the_demo_split_only(tmp_path: Path, tiny_encoder: Path) -> None:
     with student_project(tmp_path, "classify", annotate=False) as project:  # no LLM labels needed
         report, steps = steps_by_phase(project, tiny_encoder, tmp_path, data="gold")
