@@ -56,8 +56,9 @@ def main() -> None:
     parser.add_argument("--sources", default="llama2,gold", help="label sources to train on: llama2, gold")
     parser.add_argument("--precisions", default="auto", help="train --precision values, comma-separated")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--epochs", default=str(TrainConfig().epochs), help="train --epochs values, comma-separated (the most epochs; the "
-                        "learning-rate schedule decays over them)")
+    parser.add_argument("--epochs", default=str(TrainConfig().epochs),
+                        help="train --epochs values, comma-separated (the most epochs; the learning rate decays to "
+                             "zero over them)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate [default: the trainer's rule]")
     parser.add_argument("--no-export", action="store_true", help="skip the int8 export and the speed figure")
     parser.add_argument("--no-frozen", action="store_true",
