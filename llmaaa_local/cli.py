@@ -473,32 +473,36 @@ def report(obj: Context, file: Path | None, png_dir: Path | None) -> None:
 
 
 def student_options(command: F) -> F:
-    """Options of the student trainer, shared by `train` and `run`."""
+    """Options of the student trainer, shared by `train` and `run`; their defaults are TrainConfig's."""
+    defaults = TrainConfig()
     options = [
         click.option("--student", default=DEFAULT_STUDENT, show_default=True,
                      help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id."),
-        click.option("--epochs", type=int, default=3, show_default=True,
+        click.option("--epochs", type=int, default=defaults.epochs, show_default=True,
                      help="Most epochs: the learning rate warms up and decays to zero over them; early stopping "
                           "keeps the best epoch."),
-        click.option("--min-steps", type=int, default=100, show_default=True,
+        click.option("--min-steps", type=int, default=defaults.min_steps, show_default=True,
                      help="At least this many optimizer steps: a small training set gets more epochs."),
-        click.option("--batch-size", type=int, default=16, show_default=True),
+        click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True),
         click.option("--lr", type=float, default=None,
                      help="Learning rate [default: 1e-4 for MiniLM-size students, 5e-5 for base-size ones]."),
-        click.option("--max-length", type=int, default=256, show_default=True,
+        click.option("--max-length", type=int, default=defaults.max_length, show_default=True,
                      help="Longest input in sub-word tokens."),
-        click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True,
+        click.option("--pooling", type=click.Choice(POOLINGS), default=defaults.pooling, show_default=True,
                      help="Classification head: over the mean of the encoder states (how sentence encoders are "
                           "trained), or the checkpoint's own first-token head."),
-        click.option("--truncation", type=click.Choice(TRUNCATIONS), default="head+tail", show_default=True,
+        click.option("--truncation", type=click.Choice(TRUNCATIONS), default=defaults.truncation,
+                     show_default=True,
                      help="A text longer than --max-length keeps its first quarter and last three quarters, or its "
                           "start only."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+        click.option("--precision", type=click.Choice(PRECISIONS), default=defaults.precision, show_default=True,
                      help="Arithmetic of training and its scoring: bf16 autocast where it is fast (a CUDA GPU, a CPU "
                           "with AMX), else fp32; or fp32 everywhere."),
-        click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+        click.option("--min-confidence", type=click.FloatRange(0, 1), default=defaults.min_confidence,
+                     show_default=True,
                      help="Discard LLM labels below this calibrated confidence."),
-        click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+        click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=defaults.keep_top,
+                     show_default=True,
                      help="Keep this share of each label's LLM labels, the most confident (0.5 suits a weak teacher)."),
         click.option("--no-balance", is_flag=True,
                      help="Classification: do not give every LLM label class the same total weight."),
