@@ -8,11 +8,12 @@ encoder and labels (the floor fine-tuning must clear). Then the student is expor
 accuracy measured on the same test reviews.
 
 On a CPU with AMX, `train` computes in bf16 autocast (`--precision auto`); `--precisions auto,fp32` trains each
-student both ways, side by side, and `--epochs 3,10` with both schedule lengths.
+student both ways, side by side, and `--epochs 3,10` with both schedule lengths. `--each-epoch` also scores every
+epoch on the test reviews (the "each epoch" column), to see which epoch early stopping should have kept.
 
 Usage: python benchmarks/bench_llambert.py [--n 1000,5000] [--test 2000] [--students minilm-l6,mpnet-base]
-           [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--epochs 3,10] [--no-frozen]
-           [--threads 2] [--keep DIR]
+           [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--epochs 3,10] [--each-epoch]
+           [--no-frozen] [--threads 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from shared_data import DATA, records, write
 
 from llmaaa_local.config import LabelInfo, ProjectSettings, TrainConfig
 from llmaaa_local.embedder import Embedder, embeddings
+from llmaaa_local.encoding import InputEncoder
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import default_models_dir, resolve
 from llmaaa_local.project import Project
-from llmaaa_local.student import Trainer
+from llmaaa_local.records import Example
+from llmaaa_local.student import StudentModel, Trainer, predict
 
 LABELS = (LabelInfo("positive", "the reviewer liked the film"), LabelInfo("negative", "the reviewer disliked the film"))
 LLAMBERT = [  # the paper's rows (full IMDb test set, 25k training labels)
@@ -60,6 +63,9 @@ def main() -> None:
                         help="train --epochs values, comma-separated (the most epochs; the learning rate decays to "
                              "zero over them)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate [default: the trainer's rule]")
+    parser.add_argument("--each-epoch", action="store_true",
+                        help="score every epoch on the test reviews (a PyTorch pass over them per epoch, counted in "
+                             "the train time)")
     parser.add_argument("--no-export", action="store_true", help="skip the int8 export and the speed figure")
     parser.add_argument("--no-frozen", action="store_true",
                         help="skip logistic regression on frozen embeddings (embedding N + test reviews with a "
@@ -78,7 +84,8 @@ def main() -> None:
     print(f"IMDb: {args.test} test reviews, 100 gold train reviews for early stopping; {args.threads} threads",
           flush=True)
     print(f"{'student':12} {'variant':15} {'arith':5} {'N':>6} {'labels':7} {'accuracy':>8} {'frozen+LR':>9} "
-          f"{'gain':>6} {'epochs':>6} {'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}", flush=True)
+          f"{'gain':>6} {'epochs':>6} {'train s':>8} {'s/1k':>6} {'int8 acc':>8} {'int8 docs/s':>11}"
+          f"{'  each epoch' if args.each_epoch else ''}", flush=True)
     results: list[dict[str, Any]] = []
     for n in (int(x) for x in args.n.split(",")):
         pool = rest[:n]  # nested: the 1,000 are the first 1,000 of the 5,000
@@ -101,7 +108,9 @@ def main() -> None:
                           f"{row['accuracy']:8.4f} {frozen[source]:9.4f} "
                           f"{(row['accuracy'] - frozen[source]) * 100:+6.1f} "
                           f"{row['best_epoch']:>3}/{row['epochs_run']:<2} {row['seconds']:8.0f} "
-                          f"{row['seconds'] / n * 1000:6.0f} {int8}", flush=True)
+                          f"{row['seconds'] / n * 1000:6.0f} {int8}"
+                          f"{'  ' + ' / '.join(f'{a:.4f}' for a in row['each_epoch']) if args.each_epoch else ''}",
+                          flush=True)
         print(f"  (Llama-2 labels of these {n} reviews agree with gold on {agreement:.2%})", flush=True)
     print("\nLlama-2 labels vs gold labels at equal N (points):")
     for row in results:
@@ -160,21 +169,33 @@ def _student(args: argparse.Namespace, project: Project, models: Path, student: 
     config = TrainConfig(student=student, data="llm", source=f"import:{source}", epochs=epochs,
                          max_length=args.max_length, pooling=pooling, truncation=truncation, precision=precision,
                          threads=args.threads, **options)
-    report = Trainer(project, config, models).run()
+    test = list(project.store.examples("test"))
+
+    def test_accuracy(model: StudentModel, encoder: InputEncoder) -> dict[str, float]:
+        predicted = predict(model, encoder, test, precision=precision)
+        return {"test_accuracy": _accuracy(predicted, test)}
+
+    report = Trainer(project, config, models, on_epoch=test_accuracy if args.each_epoch else None).run()
+    history = report.metrics["history"]
     row: dict[str, Any] = {"accuracy": report.metrics["test"]["accuracy"], "seconds": report.seconds,
-                           "best_epoch": report.best_epoch, "epochs_run": len(report.metrics["history"]),
-                           "arithmetic": report.metrics["arithmetic"]}
+                           "best_epoch": report.best_epoch, "epochs_run": len(history),
+                           "arithmetic": report.metrics["arithmetic"],
+                           "each_epoch": [epoch["test_accuracy"] for epoch in history if "test_accuracy" in epoch]}
     if not args.no_export:
         exported = export_student(project, ExportConfig(threads=args.threads), report.run_id)
-        examples = list(project.store.examples("test"))
         int8 = OnnxStudent(exported.folder, "model_quantized.onnx", args.threads)
-        int8.predict(examples[:8])
+        int8.predict(test[:8])
         started = time.perf_counter()
-        predicted = int8.predict(examples)
+        predicted = int8.predict(test)
         seconds = time.perf_counter() - started
-        row["int8_accuracy"] = sum(p[0] == e.label for p, e in zip(predicted, examples, strict=True)) / len(examples)
-        row["int8_docs_s"] = len(examples) / seconds
+        row["int8_accuracy"] = _accuracy(predicted, test)
+        row["int8_docs_s"] = len(test) / seconds
     return row
+
+
+
+def _accuracy(predicted: list[tuple[Any, ...]], examples: list[Example]) -> float:
+    return sum(p[0] == e.label for p, e in zip(predicted, examples, strict=True)) / len(examples)
 
 
 if __name__ == "__main__":

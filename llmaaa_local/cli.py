@@ -414,6 +414,7 @@ def _train_columns(progress: TrainProgress) -> dict[str, Any]:
     loss = f"loss {progress.loss:.4f}"
     if progress.validation_loss is not None:
         loss += f"  gold loss {progress.validation_loss:.4f}"
+        loss += f"  gold {progress.validation_metric} {progress.validation_score:.3f}"
     return {"description": f"{progress.phase} epoch {progress.epoch}/{progress.epochs}", "total": progress.steps,
             "completed": progress.step, "rates": loss}
 

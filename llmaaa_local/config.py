@@ -268,7 +268,7 @@ class TrainConfig:
     # points, on Llama-2 and on gold labels alike (benchmarks/bench_llambert.py --epochs 3,10; README).
     epochs: int = 3
     min_steps: int = 100  # small training sets get more epochs, so that the head learns at all
-    patience: int = 2
+    patience: int = 2  # epochs in a row clearly worse on gold than the best one (a sign test) stop the run
     batch_size: int = 16
     learning_rate: float | None = None  # None: the rule of `default_learning_rate`, by the encoder's width
     max_length: int = 256

@@ -1,5 +1,5 @@
 """Scores of predicted labels against gold: accuracy, macro-F1, relation micro-F1 (scikit-learn), entity micro-F1
-(seqeval)."""
+(seqeval), and whether one set of answers is clearly better than another (a sign test, scipy)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,17 @@ def entity_f1_by_type(gold_tags: Sequence[Sequence[str]], predicted_tags: Sequen
     report = classification_report([list(t) for t in gold_tags], [list(t) for t in predicted_tags],
                                    output_dict=True, zero_division=0)
     return {name: float(row["f1-score"]) for name, row in sorted(report.items()) if not name.endswith(" avg")}
+
+
+def significantly_better(score: float, right: Sequence[bool], other_score: float, other_right: Sequence[bool],
+                         level: float = 0.05) -> bool:
+    """Evidence that answers scoring `score` beat answers scoring `other_score` on the same gold examples, not luck:
+    a higher score, and on the examples where exactly one of the two is right, the first right significantly more
+    often (one-sided sign test at `level`). On a hundred gold examples a few points either way is noise."""
+    from scipy.stats import binomtest
+
+    if score <= other_score or len(right) != len(other_right):
+        return False
+    wins = sum(a and not b for a, b in zip(right, other_right, strict=True))
+    losses = sum(b and not a for a, b in zip(right, other_right, strict=True))
+    return wins > losses and binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue < level

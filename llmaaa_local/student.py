@@ -25,6 +25,7 @@ from torch.nn import functional
 from .config import TrainConfig, default_learning_rate
 from .encoding import MARKERS, Encoded, InputEncoder, StudentSpec, bio_labels, decode
 from .errors import LlmaaaError
+from .metrics import significantly_better
 from .models import resolve, sha256_file, verified_sha256
 from .project import Project
 from .records import Example, Label
@@ -40,6 +41,8 @@ class TrainProgress:
     steps: int
     loss: float
     validation_loss: float | None = None
+    validation_score: float | None = None  # the task's main metric at the epoch's end, named by `validation_metric`
+    validation_metric: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,10 @@ class Trainer:
     """Trains one student for a project; the loss and batching are the same for every task."""
 
     def __init__(self, project: Project, config: TrainConfig, models_dir: Path,
-                 on_progress: Callable[[TrainProgress], None] | None = None) -> None:
+                 on_progress: Callable[[TrainProgress], None] | None = None,
+                 on_epoch: Callable[[StudentModel, InputEncoder], dict[str, float]] | None = None) -> None:
+        """`on_epoch` measures the model after each epoch (benchmarks: test accuracy); its figures join the
+        epoch's row of the run history."""
         self.project = project
         self.config = config
         self.settings = project.settings
@@ -256,6 +262,7 @@ class Trainer:
         _check_student_folder(self.base, config.max_length)
         verified_sha256(self.base, models_dir)
         self.on_progress = on_progress
+        self.on_epoch = on_epoch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def run(self) -> TrainReport:
@@ -324,9 +331,14 @@ class Trainer:
 
     def _fit(self, model: StudentModel, encoder: InputEncoder, phase: str, data: list[Example],
              weights: list[float], validation: list[Example]) -> tuple[int, list[dict[str, Any]]]:
-        """Train up to `epochs` (more when that is fewer than `min_steps` steps), keeping the weights with the lowest
-        validation loss (early stopping). A validation set that shares examples with `data` (gold training without a
-        dev split) measures memorisation, not learning: then the whole schedule runs and the last weights stay."""
+        """Train up to `epochs` (more when that is fewer than `min_steps` steps) and keep the last epoch's weights,
+        annealed by the schedule, unless an earlier epoch is clearly better on the held-out gold examples by the
+        task's main metric (`selection_metric`, with a sign test over the examples where the two differ); after
+        `patience` such epochs in a row the run stops early and keeps the best one. Not by validation loss, which
+        rises with confidence on noisy LLM labels while accuracy still improves, nor by the bare best score: on a
+        hundred gold examples epochs a few points apart are a coin toss, and both rules kept weaker IMDb students
+        than the last epoch (README, "early stopping"). A validation set that shares examples with `data` (gold
+        training without a dev split) measures memorisation, not learning: then the whole schedule runs."""
         from transformers import get_linear_schedule_with_warmup
 
         config = self.config
@@ -342,7 +354,8 @@ class Trainer:
         order = np.random.default_rng(config.seed)
         gold = list(self.project.store.examples("demo")) if config.reweight and phase == "llm" else []
         gold_encoded = encoder.encode(gold)
-        best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        best: tuple[float, list[bool], int, dict[str, Any]] | None = None  # highest score so far (a tie: the later)
+        kept, stale = 0, 0
         history: list[dict[str, Any]] = []
         weight_array = np.array(weights, dtype=np.float32)
         for epoch in range(1, epochs + 1):
@@ -374,22 +387,29 @@ class Trainer:
                     self.on_progress(TrainProgress(phase, epoch, epochs, step + 1, steps_per_epoch,
                                                    float(np.mean(losses))))
             validation_loss = self._loss(model, encoder, validation, valid_encoded)
+            scores, right = self._scores(model, encoder, validation)
+            metric, score = selection_metric(scores)
             history.append({"phase": phase, "epoch": epoch, "train_loss": float(np.mean(losses)),
-                            "validation_loss": validation_loss, "learning_rate": schedule.get_last_lr()[0]})
+                            "validation_loss": validation_loss, "validation_score": score,
+                            "learning_rate": schedule.get_last_lr()[0],
+                            **(self.on_epoch(model, encoder) if self.on_epoch else {})})
             if self.on_progress:
                 self.on_progress(TrainProgress(phase, epoch, epochs, steps_per_epoch, steps_per_epoch,
-                                               float(np.mean(losses)), validation_loss))
+                                               float(np.mean(losses)), validation_loss, score, metric))
             if not held_out:
-                best_epoch = epoch
-            elif validation_loss < best_loss:
-                best_loss, best_state, best_epoch, stale = validation_loss, copy.deepcopy(model.state_dict()), epoch, 0
-            else:
-                stale += 1
+                kept = epoch
+                continue
+            if best is None or score >= best[0]:
+                best = (score, right, epoch, copy.deepcopy(model.state_dict()))
+            if significantly_better(best[0], best[1], score, right):
+                kept, stale = best[2], stale + 1
                 if stale >= config.patience:
                     break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        return best_epoch, history
+            else:
+                kept, stale = epoch, 0
+        if best is not None and kept == best[2] != epoch:
+            model.load_state_dict(best[3])
+        return kept, history
 
     def _learned_weights(self, model: StudentModel, encoder: InputEncoder, inputs: dict[str, torch.Tensor],
                          targets: torch.Tensor, gold: list[Example], gold_encoded: list[Encoded],
@@ -419,16 +439,30 @@ class Trainer:
 
     def _metrics(self, model: StudentModel, encoder: InputEncoder, validation: list[Example],
                  history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
-        task = task_for(self.settings)
         metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}
         for split, examples in (("validation", validation), ("test", list(self.project.store.examples("test")))):
             if examples:
-                predicted = {e.id: label for e, (label, _, _) in
-                             zip(examples, predict(model, encoder, examples, precision=self.config.precision),
-                                 strict=True)}
-                gold = {e.id: e.label for e in examples if e.label is not None}
-                metrics[split] = {"n": len(gold), **task.metrics(gold, predicted, {e.id: e for e in examples})}
+                metrics[split] = self._scores(model, encoder, examples)[0]
+        if validation:
+            metrics["selected_by"] = selection_metric(metrics["validation"])[0]
         return metrics
+
+    def _scores(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
+                ) -> tuple[dict[str, Any], list[bool]]:
+        """The task's metrics of the student's predictions on gold-labeled examples (with their count `n`), and
+        whether each of those examples got exactly its gold label."""
+        predicted = {e.id: label for e, (label, _, _) in
+                     zip(examples, predict(model, encoder, examples, precision=self.config.precision), strict=True)}
+        gold = {e.id: e.label for e in examples if e.label is not None}
+        metrics = task_for(self.settings).metrics(gold, predicted, {e.id: e for e in examples})
+        return {"n": len(gold), **metrics}, [predicted[i] == label for i, label in gold.items()]
+
+
+def selection_metric(scores: dict[str, Any]) -> tuple[str, float]:
+    """The metric that chooses the epoch: entity F1 (NER), micro-F1 without the no-relation label (relations), else
+    macro-F1, so that a student answering the majority label for everything never looks best."""
+    name = "f1" if "f1" in scores else "macro_f1"
+    return name, float(scores[name])
 
 
 def _check_student_folder(folder: Path, max_length: int) -> None:

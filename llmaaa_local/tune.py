@@ -22,6 +22,7 @@ from .calibration import fit
 from .config import SEEDED_DEMOS, PromptSettings
 from .errors import LlmaaaError
 from .llm import LLM
+from .metrics import significantly_better
 from .project import Project
 from .records import Example
 from .tasks import task_for
@@ -110,17 +111,10 @@ def _score_record(score: VariantScore) -> dict[str, Any]:
 
 
 def clearly_better(challenger: VariantScore, incumbent: VariantScore, level: float = 0.05) -> bool:
-    """A costlier prompt (an ensemble asks twice) replaces the incumbent only on evidence: a higher score, and on
-    the gold examples where the two disagree, the challenger right significantly more often (one-sided sign
-    test). The best of many variants on a hundred gold examples is partly luck, and averaging it with the second
-    best looks better on those same examples than it is."""
-    from scipy.stats import binomtest
-
-    if challenger.score <= incumbent.score or len(challenger.right) != len(incumbent.right):
-        return False
-    wins = sum(c and not i for c, i in zip(challenger.right, incumbent.right, strict=True))
-    losses = sum(i and not c for c, i in zip(challenger.right, incumbent.right, strict=True))
-    return wins > losses and binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue < level
+    """A costlier prompt (an ensemble asks twice) replaces the incumbent only on evidence (`significantly_better`).
+    The best of many variants on a hundred gold examples is partly luck, and averaging it with the second best
+    looks better on those same examples than it is."""
+    return significantly_better(challenger.score, challenger.right, incumbent.score, incumbent.right, level)
 
 
 def describe(prompt: PromptSettings) -> str:

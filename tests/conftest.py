@@ -152,8 +152,8 @@ def train_student(project: Project, encoder: Path, models_dir: Path, **overrides
     options: dict[str, Any] = {"epochs": 2, "min_steps": 0, "batch_size": 8, "max_length": 64, "threads": 1,
                                "precision": "fp32",  # the same numbers on CPUs with AMX (bf16 there) and without
                                **overrides}
-    on_progress = options.pop("on_progress", None)
-    return Trainer(project, TrainConfig(student=str(encoder), **options), models_dir, on_progress).run()
+    on_progress, on_epoch = options.pop("on_progress", None), options.pop("on_epoch", None)
+    return Trainer(project, TrainConfig(student=str(encoder), **options), models_dir, on_progress, on_epoch).run()
 
 
 class NetworkAccess(AssertionError):

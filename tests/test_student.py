@@ -168,6 +168,66 @@ def test_the_learning_rate_decays_to_zero_over_the_epochs_it_plans(epochs: int, 
     assert rates == pytest.approx([1e-3 * 10 / 14, 1e-3 * 5 / 14, 0.0])  # one warmup step, then linear decay
 
 
+@pytest.mark.parametrize(("right", "kept", "run"), [
+    ([18, 16, 17], 3, 3),  # 2 and 1 more wrong of 20 than the best epoch: noise, so the last (annealed) epoch stays
+    ([14, 16, 18], 3, 3),  # rising: the last, although the validation loss rose (below)
+    ([16, 18, 18], 3, 3),  # a tie goes to the later epoch
+    ([20, 10, 20], 3, 3),  # one clearly worse epoch, then as good again
+    ([20, 10, 11, 20], 1, 3),  # two clearly worse epochs in a row (10 and 9 more wrong of 20) stop the run
+])
+def test_early_stopping_keeps_the_last_epoch_unless_an_earlier_one_is_clearly_better(
+        right: list[int], kept: int, run: int, classify_project: Project, tiny_encoder: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a hundred gold examples, epochs a few points apart are a coin toss, and noisy LLM labels make a student
+    confident faster than they make it wrong (its validation loss rises while its accuracy still improves). So
+    the annealed last epoch stays unless an earlier one is better on the gold examples by a sign test."""
+    scripted = iter(right)
+
+    def scores(*_: Any) -> tuple[dict[str, Any], list[bool]]:  # the first n of 20 examples right, macro-F1 n/20
+        n = next(scripted, 20)
+        return {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n)
+
+    losses = iter([0.1, 0.2, 0.3, 0.4])
+    monkeypatch.setattr(Trainer, "_scores", scores)
+    monkeypatch.setattr(Trainer, "_loss", lambda *_: next(losses))
+    report = train_student(classify_project, tiny_encoder, tmp_path, epochs=len(right), min_steps=0, patience=2)
+    history = report.metrics["history"]
+    assert [row["validation_score"] for row in history] == [n / 20 for n in right[:run]]
+    assert report.best_epoch == kept and report.metrics["selected_by"] == "macro_f1"
+
+
+def test_on_epoch_figures_join_each_epoch_of_the_history(classify_project: Project, tiny_encoder: Path,
+                                                          tmp_path: Path) -> None:
+    """Benchmarks score every epoch on test data through `on_epoch`; the run keeps its figures per epoch."""
+    seen: list[int] = []
+
+    def measure(model: StudentModel, encoder: InputEncoder) -> dict[str, float]:
+        seen.append(len(seen) + 1)
+        return {"test_accuracy": float(len(seen)) / 10}
+
+    report = train_student(classify_project, tiny_encoder, tmp_path, epochs=3, patience=9, on_epoch=measure)
+    assert [row["test_accuracy"] for row in report.metrics["history"]] == [0.1, 0.2, 0.3] and seen == [1, 2, 3]
+
+
+def test_the_kept_epoch_is_the_one_saved(classify_project: Project, tiny_encoder: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When early stopping goes back to an earlier epoch, the saved checkpoint has that epoch's weights."""
+    scripted = iter([20, 0, 0])
+    kept_weights: list[torch.Tensor] = []
+
+    def scores(trainer: Trainer, model: StudentModel, *_: Any) -> tuple[dict[str, Any], list[bool]]:
+        n = next(scripted, 20)
+        if n == 20 and not kept_weights:
+            kept_weights.append(model.head.weight.detach().clone())
+        return {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n)
+
+    monkeypatch.setattr(Trainer, "_scores", scores)
+    report = train_student(classify_project, tiny_encoder, tmp_path, epochs=3, min_steps=0, patience=2)
+    assert report.best_epoch == 1 and len(report.metrics["history"]) == 3
+    model, _ = load_student(report.folder)
+    assert torch.equal(model.head.weight, kept_weights[0])
+
+
 def test_gold_mode_trains_on_the_demo_split_only(tmp_path: Path, tiny_encoder: Path) -> None:
     with student_project(tmp_path, "classify", annotate=False) as project:  # no LLM labels needed
         report, steps = steps_by_phase(project, tiny_encoder, tmp_path, data="gold")
