@@ -193,7 +193,6 @@ def _student(args: argparse.Namespace, project: Project, models: Path, student: 
     return row
 
 
-
 def _accuracy(predicted: list[tuple[Any, ...]], examples: list[Example]) -> float:
     return sum(p[0] == e.label for p, e in zip(predicted, examples, strict=True)) / len(examples)
 
