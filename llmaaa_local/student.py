@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -55,6 +55,24 @@ class TrainReport:
     best_epoch: int
     metrics: dict[str, Any]
     seconds: float
+
+
+class Evaluation(NamedTuple):
+    """A student on gold-labeled examples: mean loss, the task's metrics (with their count `n`), and whether each
+    example got exactly its gold label (what the sign test between two epochs compares)."""
+
+    loss: float
+    scores: dict[str, Any]
+    right: list[bool]
+
+
+class Kept(NamedTuple):
+    """The epoch early stopping may go back to: the highest validation score so far (a tie: the later epoch)."""
+
+    epoch: int
+    score: float
+    right: list[bool]
+    state: dict[str, torch.Tensor]
 
 
 class StudentModel(nn.Module):
@@ -354,7 +372,7 @@ class Trainer:
         order = np.random.default_rng(config.seed)
         gold = list(self.project.store.examples("demo")) if config.reweight and phase == "llm" else []
         gold_encoded = encoder.encode(gold)
-        best: tuple[float, list[bool], int, dict[str, Any]] | None = None  # highest score so far (a tie: the later)
+        best: Kept | None = None
         kept, stale = 0, 0
         history: list[dict[str, Any]] = []
         weight_array = np.array(weights, dtype=np.float32)
@@ -386,8 +404,7 @@ class Trainer:
                 if self.on_progress:
                     self.on_progress(TrainProgress(phase, epoch, epochs, step + 1, steps_per_epoch,
                                                    float(np.mean(losses))))
-            validation_loss = self._loss(model, encoder, validation, valid_encoded)
-            scores, right = self._scores(model, encoder, validation)
+            validation_loss, scores, right = self._evaluate(model, encoder, validation, valid_encoded)
             metric, score = selection_metric(scores)
             history.append({"phase": phase, "epoch": epoch, "train_loss": float(np.mean(losses)),
                             "validation_loss": validation_loss, "validation_score": score,
@@ -399,16 +416,16 @@ class Trainer:
             if not held_out:
                 kept = epoch
                 continue
-            if best is None or score >= best[0]:
-                best = (score, right, epoch, copy.deepcopy(model.state_dict()))
-            if significantly_better(best[0], best[1], score, right):
-                kept, stale = best[2], stale + 1
+            if best is None or score >= best.score:
+                best = Kept(epoch, score, right, copy.deepcopy(model.state_dict()))
+            if significantly_better(best.score, best.right, score, right):
+                kept, stale = best.epoch, stale + 1
                 if stale >= config.patience:
                     break
             else:
                 kept, stale = epoch, 0
-        if best is not None and kept == best[2] != epoch:
-            model.load_state_dict(best[3])
+        if best is not None and kept == best.epoch != epoch:
+            model.load_state_dict(best.state)
         return kept, history
 
     def _learned_weights(self, model: StudentModel, encoder: InputEncoder, inputs: dict[str, torch.Tensor],
@@ -424,38 +441,35 @@ class Trainer:
         return example_weights(model, inputs, targets, gold_inputs, gold_targets,
                                lambda logits, t: per_example_loss(spec, logits, t), float(schedule.get_last_lr()[0]))
 
-    def _loss(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
-              encoded: list[Encoded]) -> float:
-        model.eval()
-        total, count = 0.0, 0
-        with torch.inference_mode(), mixed_precision(self.device, self.config.precision):
-            for start in range(0, len(examples), 64):
-                items, chunk = encoded[start : start + 64], examples[start : start + 64]
-                logits = model(**tensors(encoder.batch(items), self.device))
-                targets = torch.from_numpy(encoder.targets(chunk, items)).to(self.device)
-                total += float(per_example_loss(encoder.spec, logits.float(), targets).sum())
-                count += len(chunk)
-        return total / max(count, 1)
-
     def _metrics(self, model: StudentModel, encoder: InputEncoder, validation: list[Example],
                  history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
         metrics: dict[str, Any] = {"best_epoch": best_epoch, "history": history}
         for split, examples in (("validation", validation), ("test", list(self.project.store.examples("test")))):
             if examples:
-                metrics[split] = self._scores(model, encoder, examples)[0]
+                metrics[split] = self._evaluate(model, encoder, examples).scores
         if validation:
             metrics["selected_by"] = selection_metric(metrics["validation"])[0]
         return metrics
 
-    def _scores(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
-                ) -> tuple[dict[str, Any], list[bool]]:
-        """The task's metrics of the student's predictions on gold-labeled examples (with their count `n`), and
-        whether each of those examples got exactly its gold label."""
-        predicted = {e.id: label for e, (label, _, _) in
-                     zip(examples, predict(model, encoder, examples, precision=self.config.precision), strict=True)}
+    def _evaluate(self, model: StudentModel, encoder: InputEncoder, examples: list[Example],
+                  encoded: list[Encoded] | None = None) -> Evaluation:
+        """One pass over gold-labeled examples gives both the loss and the predictions the metrics score."""
+        encoded = encoder.encode(examples) if encoded is None else encoded
+        model.eval()
+        total, predicted = 0.0, dict[str, Label]()
+        with torch.inference_mode(), mixed_precision(self.device, self.config.precision):
+            for start in range(0, len(examples), 64):
+                items, chunk = encoded[start : start + 64], examples[start : start + 64]
+                logits = model(**tensors(encoder.batch(items), self.device)).float()
+                targets = torch.from_numpy(encoder.targets(chunk, items)).to(self.device)
+                total += float(per_example_loss(encoder.spec, logits, targets).sum())
+                rows = logits.cpu().numpy()
+                predicted |= {e.id: decode(encoder.spec, e, item, rows[i])[0]
+                              for i, (e, item) in enumerate(zip(chunk, items, strict=True))}
         gold = {e.id: e.label for e in examples if e.label is not None}
         metrics = task_for(self.settings).metrics(gold, predicted, {e.id: e for e in examples})
-        return {"n": len(gold), **metrics}, [predicted[i] == label for i, label in gold.items()]
+        return Evaluation(total / max(len(examples), 1), {"n": len(gold), **metrics},
+                          [predicted[i] == label for i, label in gold.items()])
 
 
 def selection_metric(scores: dict[str, Any]) -> tuple[str, float]:

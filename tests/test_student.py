@@ -37,6 +37,7 @@ from llmaaa_local.models import sha256_file
 from llmaaa_local.project import Project
 from llmaaa_local.records import Example, Mention, Span
 from llmaaa_local.student import (
+    Evaluation,
     StudentModel,
     Trainer,
     TrainProgress,
@@ -182,14 +183,13 @@ def test_early_stopping_keeps_the_last_epoch_unless_an_earlier_one_is_clearly_be
     confident faster than they make it wrong (its validation loss rises while its accuracy still improves). So
     the annealed last epoch stays unless an earlier one is better on the gold examples by a sign test."""
     scripted = iter(right)
+    calls = itertools.count(1)
 
-    def scores(*_: Any) -> tuple[dict[str, Any], list[bool]]:  # the first n of 20 examples right, macro-F1 n/20
+    def evaluate(*_: Any) -> Evaluation:  # the first n of 20 examples right, macro-F1 n/20, the loss rising
         n = next(scripted, 20)
-        return {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n)
+        return Evaluation(next(calls) / 10, {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n))
 
-    losses = iter([0.1, 0.2, 0.3, 0.4])
-    monkeypatch.setattr(Trainer, "_scores", scores)
-    monkeypatch.setattr(Trainer, "_loss", lambda *_: next(losses))
+    monkeypatch.setattr(Trainer, "_evaluate", evaluate)
     report = train_student(classify_project, tiny_encoder, tmp_path, epochs=len(right), min_steps=0, patience=2)
     history = report.metrics["history"]
     assert [row["validation_score"] for row in history] == [n / 20 for n in right[:run]]
@@ -215,13 +215,13 @@ def test_the_kept_epoch_is_the_one_saved(classify_project: Project, tiny_encoder
     scripted = iter([20, 0, 0])
     kept_weights: list[torch.Tensor] = []
 
-    def scores(trainer: Trainer, model: StudentModel, *_: Any) -> tuple[dict[str, Any], list[bool]]:
+    def evaluate(trainer: Trainer, model: StudentModel, *_: Any) -> Evaluation:
         n = next(scripted, 20)
         if n == 20 and not kept_weights:
             kept_weights.append(model.head.weight.detach().clone())
-        return {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n)
+        return Evaluation(0.1, {"n": 20, "macro_f1": n / 20}, [True] * n + [False] * (20 - n))
 
-    monkeypatch.setattr(Trainer, "_scores", scores)
+    monkeypatch.setattr(Trainer, "_evaluate", evaluate)
     report = train_student(classify_project, tiny_encoder, tmp_path, epochs=3, min_steps=0, patience=2)
     assert report.best_epoch == 1 and len(report.metrics["history"]) == 3
     model, _ = load_student(report.folder)
@@ -452,6 +452,7 @@ def test_the_student_learns_a_separable_task_well_above_chance(pooling: str, mak
     assert history[-1]["validation_loss"] < 0.3 < history[0]["validation_loss"]
     assert report.metrics["validation"]["n"] == 40
     assert report.metrics["validation"]["accuracy"] >= 0.9, report.metrics
+    assert history[report.best_epoch - 1]["validation_score"] == report.metrics["validation"]["macro_f1"]
 
     model, encoder = load_student(report.folder)  # the saved checkpoint is the model that was scored
     dev = list(project.store.examples("dev"))
