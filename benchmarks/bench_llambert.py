@@ -30,7 +30,7 @@ from typing import Any
 
 from shared_data import DATA, records, write
 
-from llmaaa_local.config import LabelInfo, ProjectSettings, TrainConfig
+from llmaaa_local.config import TASK_EPOCHS, LabelInfo, ProjectSettings, TrainConfig
 from llmaaa_local.embedder import Embedder, embeddings
 from llmaaa_local.encoding import InputEncoder
 from llmaaa_local.export import ExportConfig, export_student
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--sources", default="llama2,gold", help="label sources to train on: llama2, gold")
     parser.add_argument("--precisions", default="auto", help="train --precision values, comma-separated")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--epochs", default=str(TrainConfig().epochs),
+    parser.add_argument("--epochs", default=str(TASK_EPOCHS["classify"]),
                         help="train --epochs values, comma-separated (the most epochs; the learning rate decays to "
                              "zero over them)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate [default: the trainer's rule]")

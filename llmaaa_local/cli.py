@@ -479,9 +479,10 @@ def student_options(command: F) -> F:
     options = [
         click.option("--student", default=DEFAULT_STUDENT, show_default=True,
                      help="Encoder to fine-tune: a pulled name, a Hugging Face folder, or a cached model id."),
-        click.option("--epochs", type=int, default=defaults.epochs, show_default=True,
-                     help="Most epochs: the learning rate warms up and decays to zero over them; early stopping "
-                          "keeps the best epoch."),
+        click.option("--epochs", type=int, default=None,
+                     help="Most epochs [default: 3 for classification, 10 for NER and relations]: the learning rate "
+                          "warms up and decays to zero over them; the last is kept unless an earlier one is clearly "
+                          "better on gold."),
         click.option("--min-steps", type=int, default=defaults.min_steps, show_default=True,
                      help="At least this many optimizer steps: a small training set gets more epochs."),
         click.option("--batch-size", type=int, default=defaults.batch_size, show_default=True),
@@ -516,7 +517,7 @@ def student_options(command: F) -> F:
     return command
 
 
-def train_config(student: str, epochs: int, min_steps: int, batch_size: int, lr: float | None, max_length: int,
+def train_config(student: str, epochs: int | None, min_steps: int, batch_size: int, lr: float | None, max_length: int,
                  pooling: str, truncation: str, precision: str, min_confidence: float, keep_top: float,
                  no_balance: bool, no_confidence_weights: bool, reweight: bool, train_threads: int | None,
                  **extra: Any) -> TrainConfig:

@@ -256,6 +256,16 @@ TRUNCATIONS = ("head+tail", "head")
 PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast where the hardware runs it fast (a CUDA GPU, a CPU with AMX)
 
 
+# The most epochs a student trains when `--epochs` is not given; the learning rate warms up and decays to zero over
+# them. A classification head over the mean of a sentence encoder's states starts close to its task: on IMDb, 3
+# epochs (BERT's 2-4, transformers' Trainer default) beat 10 by 0.7 to 1.55 points, on Llama-2 and on gold labels
+# alike. NER tags and relation markers are heads learned from scratch at single positions (the markers are new
+# tokens): on 1,000 gold sentences 3 epochs left them far from trained (MiniLM-L6, CoNLL-2003 entity F1 0.670
+# with 3 epochs, 0.768 with 5, 0.780 with 10; SemEval-2010 micro-F1 0.685 with 3, 0.775 with 10).
+# benchmarks/bench_llambert.py --epochs 3,10 and bench_epochs.py; README.
+TASK_EPOCHS: dict[str, int] = {"classify": 3, "ner": 10, "re": 10}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a student is trained; `data`: LLM labels, gold labels, or LLM then gold (LlamBERT's combined)."""
@@ -263,10 +273,7 @@ class TrainConfig:
     student: str = "minilm-l6"
     data: DataMode = "llm"
     source: str = ""  # LLM labels from one source, or a family ending in ':' ("" = the newest of any source)
-    # The learning rate warms up and decays to zero over `epochs`. With 10, early stopping kept epoch 1, 2 or 4,
-    # near the peak rate; over 3 (BERT's 2-4, transformers' Trainer default) IMDb students gained 0.7 to 1.55
-    # points, on Llama-2 and on gold labels alike (benchmarks/bench_llambert.py --epochs 3,10; README).
-    epochs: int = 3
+    epochs: int | None = None  # the most epochs; None: the task's (TASK_EPOCHS)
     min_steps: int = 100  # small training sets get more epochs, so that the head learns at all
     patience: int = 2  # epochs in a row clearly worse on gold than the best one (a sign test) stop the run
     batch_size: int = 16
@@ -288,7 +295,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.data not in DATA_MODES:
             raise LlmaaaError(f"--data {self.data!r}: choose llm, gold or combined")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.min_steps < 0:
+        epochs = 1 if self.epochs is None else self.epochs
+        if min(epochs, self.batch_size, self.patience) < 1 or self.min_steps < 0:
             raise LlmaaaError("epochs, batch size and patience must be at least 1, and --min-steps at least 0")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise LlmaaaError(f"learning rate {self.learning_rate} is out of range")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from .config import TrainConfig, default_learning_rate
+from .config import TASK_EPOCHS, TrainConfig, default_learning_rate
 from .encoding import MARKERS, Encoded, InputEncoder, StudentSpec, bio_labels, decode
 from .errors import LlmaaaError
 from .metrics import significantly_better
@@ -366,7 +366,7 @@ class Trainer:
         rate = config.learning_rate or default_learning_rate(model.net.config.hidden_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=rate, weight_decay=0.01)
         steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
-        epochs = max(config.epochs, -(-config.min_steps // steps_per_epoch))
+        epochs = max(config.epochs or TASK_EPOCHS[self.settings.task], -(-config.min_steps // steps_per_epoch))
         total = steps_per_epoch * epochs
         schedule = get_linear_schedule_with_warmup(optimizer, total // 10, total)
         order = np.random.default_rng(config.seed)

@@ -157,6 +157,17 @@ def test_a_small_training_set_gets_epochs_up_to_min_steps(classify_project: Proj
     assert sum(1 for progress in seen if progress.validation_loss is None) == 15  # one report per step
 
 
+@pytest.mark.parametrize(("task", "planned"), [("classify", 3), ("ner", 10), ("re", 10)])
+def test_without_epochs_each_task_plans_its_own(task: str, planned: int, tiny_encoder: Path, tmp_path: Path) -> None:
+    """A classification head over mean-pooled sentence states starts close to its task; NER tags and relation
+    markers are learned from scratch and need more passes (TASK_EPOCHS). --epochs still decides when given."""
+    for epochs, expected in ((None, planned), (2, 2)):
+        seen: list[TrainProgress] = []
+        with student_project(tmp_path / f"{epochs}", task) as project:
+            train_student(project, tiny_encoder, tmp_path, epochs=epochs, patience=99, on_progress=seen.append)
+        assert {progress.epochs for progress in seen} == {expected}
+
+
 @pytest.mark.parametrize(("epochs", "min_steps"), [(3, 0), (1, 12)])
 def test_the_learning_rate_decays_to_zero_over_the_epochs_it_plans(epochs: int, min_steps: int,
                                                                    classify_project: Project, tiny_encoder: Path,
