@@ -180,17 +180,19 @@ def arithmetic(device: torch.device, precision: str) -> str:
 def predict(model: StudentModel, encoder: InputEncoder, examples: Sequence[Example], batch_size: int = 32,
             precision: str = "auto") -> list[tuple[Label, dict[str, float] | None, float]]:
     """PyTorch predictions (label, probabilities, confidence), for evaluation and (in fp32) the ONNX parity check."""
+    encoded = encoder.encode(examples)
+    rows = [row for logits in batch_logits(model, encoder, encoded, batch_size, precision) for row in logits]
+    return [decode(encoder.spec, e, item, row) for e, item, row in zip(examples, encoded, rows, strict=True)]
+
+
+def batch_logits(model: StudentModel, encoder: InputEncoder, encoded: Sequence[Encoded], batch_size: int,
+                 precision: str) -> list[np.ndarray]:
+    """The model's logits (fp32) for encoded inputs, one array per batch of `batch_size`, without gradients."""
     device = next(model.parameters()).device
-    results = []
     model.eval()
     with torch.inference_mode(), mixed_precision(device, precision):
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            encoded = encoder.encode(chunk)
-            logits = model(**tensors(encoder.batch(encoded), device)).float().cpu().numpy()
-            results += [decode(encoder.spec, e, item, logits[i]) for i, (e, item) in enumerate(zip(chunk, encoded,
-                                                                                                  strict=True))]
-    return results
+        return [model(**tensors(encoder.batch(encoded[start : start + batch_size]), device)).float().cpu().numpy()
+                for start in range(0, len(encoded), batch_size)]
 
 
 def score_pool(model: StudentModel, encoder: InputEncoder, examples: Sequence[Example], batch_size: int = 32,
@@ -455,17 +457,14 @@ class Trainer:
                   encoded: list[Encoded] | None = None) -> Evaluation:
         """One pass over gold-labeled examples gives both the loss and the predictions the metrics score."""
         encoded = encoder.encode(examples) if encoded is None else encoded
-        model.eval()
         total, predicted = 0.0, dict[str, Label]()
-        with torch.inference_mode(), mixed_precision(self.device, self.config.precision):
-            for start in range(0, len(examples), 64):
-                items, chunk = encoded[start : start + 64], examples[start : start + 64]
-                logits = model(**tensors(encoder.batch(items), self.device)).float()
-                targets = torch.from_numpy(encoder.targets(chunk, items)).to(self.device)
-                total += float(per_example_loss(encoder.spec, logits, targets).sum())
-                rows = logits.cpu().numpy()
-                predicted |= {e.id: decode(encoder.spec, e, item, rows[i])[0]
-                              for i, (e, item) in enumerate(zip(chunk, items, strict=True))}
+        batches = batch_logits(model, encoder, encoded, 64, self.config.precision)
+        for start, logits in zip(range(0, len(examples), 64), batches, strict=True):
+            items, chunk = encoded[start : start + 64], examples[start : start + 64]
+            targets = torch.from_numpy(encoder.targets(chunk, items))
+            total += float(per_example_loss(encoder.spec, torch.from_numpy(logits), targets).sum())
+            predicted |= {e.id: decode(encoder.spec, e, item, logits[i])[0]
+                          for i, (e, item) in enumerate(zip(chunk, items, strict=True))}
         gold = {e.id: e.label for e in examples if e.label is not None}
         metrics = task_for(self.settings).metrics(gold, predicted, {e.id: e for e in examples})
         return Evaluation(total / max(len(examples), 1), {"n": len(gold), **metrics},
