@@ -84,12 +84,16 @@ def quality(args: argparse.Namespace) -> None:
             TuneConfig(budget=args.budget))
         print(f"tune chose {describe(tuned.chosen.prompt)} ({tuned.metric} {tuned.chosen.score:.3f} on "
               f"{tuned.chosen.n} gold, {tuned.calls} calls) in {time.perf_counter() - started:.0f}s", flush=True)
-    embed = load_embedder(DEFAULT_STUDENT, models, project) if project.settings.prompt.uses_embeddings else None
+    scored = task_for(project.settings).scored  # the calibration's probe reads the embeddings too
+    embed = load_embedder(args.embedder, models, project) if project.settings.prompt.uses_embeddings or scored \
+        else None
     annotator = Annotator(project, llm, embed)
     started = time.perf_counter()
     annotated = annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in pool)))
     print(f"teacher labeled {len(pool)} train examples in {time.perf_counter() - started:.0f}s "
           f"({annotated.parse_errors} parse errors)", flush=True)
+    if annotated.calibration is not None:
+        print(f"  {annotated.calibration.summary()}", flush=True)
     started = time.perf_counter()
     annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in test)))
     print(f"teacher labeled {len(test)} held-out examples in {time.perf_counter() - started:.0f}s", flush=True)
@@ -218,6 +222,9 @@ def main() -> None:
     q.add_argument("--demos", choices=list(DEMO_MODES), default="balanced")
     q.add_argument("--tune", action="store_true", help="tune the prompt on the gold pool first (issue 13)")
     q.add_argument("--budget", type=int, default=800, help="tune's budget of LLM calls")
+    q.add_argument("--embedder", default=DEFAULT_STUDENT,
+                   help="sentence embedder of annotate (kNN demonstrations, the calibration's probe); tune's kNN "
+                        f"variants use {DEFAULT_STUDENT} either way")
     q.add_argument("--modes", default="llm,llm-top50,gold,combined,combined-top50",
                    help="llm, gold or combined; '-topNN' keeps the NN%% most confident LLM labels of each label")
     q.add_argument("--no-balance", action="store_true", help="do not balance the LLM label classes")

@@ -8,9 +8,12 @@ seeded 100-example gold demo pool comes from train (IMDb, SemEval) or dev (CoNLL
   tuned     `tune` on the gold pool (timed), then its prompt
 Each row annotates in a project of its own, calibrated on the gold pool (scored tasks); `--n-rows` caps the pool for
 the main and default rows (the first N of the same slice), so the slow old prompt can be measured on fewer texts.
+Scored tasks show the calibration without and with the probe on the gold examples' sentence embeddings side by side
+(the same LLM answers; `--embedder` picks the embedder).
 
 Usage: python benchmarks/bench_teacher.py [--n 1000] [--n-rows 300] [--datasets imdb,conll,semeval]
        [--rows main,default,tuned] [--model gemma-3-270m] [--threads 2] [--keep DIR] [--budget 800]
+       [--embedder minilm-l6]
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 
 from shared_data import DATA, records, write
 
-from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.annotate import CALIBRATION_LIMIT, AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.calibration import fit
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
 from llmaaa_local.evaluate import evaluate_llm
 from llmaaa_local.llm import LLM
@@ -68,44 +72,62 @@ def build(folder: Path, settings: ProjectSettings, pool: list[dict[str, Any]], g
     return project
 
 
-def uncalibrated(project: Project, llm: LLM, prompt_key: str) -> tuple[float, float] | None:
-    """The metric of the argmax of the raw label scores, and of the scores relative to the content-free baseline."""
+def offline_scores(project: Project, llm: LLM, prompt_key: str) -> tuple[float, float, float, float] | None:
+    """From the label scores stored under one prompt: the metric of the argmax of the raw scores, of the scores
+    relative to the content-free baseline, of the calibration fit on the same gold examples without the probe on
+    their embeddings, and of the stored labels (annotate's calibration); None for NER, which has no label scores.
+    (A reused project may hold newer labels of other prompts for the same texts: only this prompt's count.)"""
     task = task_for(project.settings)
     if not task.scored:
         return None
     references = project.store.reference_labels("pool")
-    stored = [(eid, scores, baseline) for _, eid, scores, baseline
-              in project.store.scored_annotations(llm.model_sha256, prompt_key) if eid in references]
+    rows = {eid: (scores, baseline) for _, eid, scores, baseline
+            in project.store.scored_annotations(llm.model_sha256, prompt_key)}
+    stored = [(eid, *rows[eid]) for eid in references if eid in rows]
     examples = {e.id: e for e in project.store.examples(ids=[eid for eid, _, _ in stored])}
+    gold = [e for e in (*project.store.examples("demo"), *project.store.examples("dev"))
+            if e.id in rows and e.label is not None][:CALIBRATION_LIMIT]
+    alone = fit([rows[e.id][0] for e in gold], [str(e.label) for e in gold], project.settings.label_names,
+                [rows[e.id][1] for e in gold], ignore=project.settings.no_relation).calibration
+    labels = {row[0]: row[1] for row in project.store.prompt_annotations(llm.model_sha256, prompt_key,
+                                                                           [eid for eid, _, _ in stored])}
+    choices = (lambda eid, scores, baseline: scores,
+               lambda eid, scores, baseline: {label: scores[label] - (baseline or {}).get(label, 0.0)
+                                              for label in scores},
+               lambda eid, scores, baseline: alone.probabilities(scores, baseline),
+               lambda eid, scores, baseline: {str(labels[eid]): 1.0})
     results = []
-    for relative in (False, True):
-        predicted = {eid: max(scores, key=lambda label: scores[label] - (baseline[label] if relative and baseline
-                                                                            else 0.0))
-                     for eid, scores, baseline in stored}
+    for choose in choices:
+        predicted = {}
+        for eid, scores, baseline in stored:
+            values = choose(eid, scores, baseline)
+            predicted[eid] = max(values, key=values.__getitem__)
         metrics = task.metrics({i: references[i] for i in predicted}, predicted, examples)
         results.append(float(metrics.get("f1", metrics.get("accuracy", 0.0))))
-    return results[0], results[1]
+    return results[0], results[1], results[2], results[3]
 
 
 def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LLM, models: Path, n: int,
-        tune_note: str = "") -> None:
+        embedder: str, tune_note: str = "") -> None:
     prompt = project.settings.prompt
-    embed = load_embedder(DEFAULT_STUDENT, models, project) if prompt.uses_embeddings else None
+    scored = task_for(project.settings).scored
+    embed = load_embedder(embedder, models, project) if prompt.uses_embeddings or scored else None
     annotator = Annotator(project, llm, embed)
     started = time.perf_counter()
     report = annotator.run(AnnotateConfig(n=n))
     seconds = time.perf_counter() - started
     quality = evaluate_llm(project, "pool").llm
     assert quality is not None
-    calibrated = float(quality.metrics.get(spec["metric"], 0.0))
-    scores = uncalibrated(project, llm, annotator.prompt_key)
-    raw, contextual = scores or (calibrated, float("nan"))
+    scores = offline_scores(project, llm, annotator.prompt_key)
+    found = float(quality.metrics.get(spec["metric"], 0.0))
+    raw, contextual, alone, calibrated = scores or (found, float("nan"), float("nan"), float("nan"))
     fit = report.calibration
     pool_docs = max(report.annotated - (fit.n if fit else 0), 1)
     asked = max(report.annotated, 1)
     docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else float("nan")
-    print(f"{dataset:8} {name:8} {quality.n:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} "
-          f"{calibrated if scores else float('nan'):6.3f} {fit.method if fit else '-':>16} "
+    method = f"{fit.method} {fit.probe_weight:g}" if fit else "-"
+    print(f"{dataset:8} {name:8} {quality.n:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} {alone:6.3f} "
+          f"{calibrated:6.3f} {method:>20} "
           f"{fit.loo_score if fit else float('nan'):8.3f} {quality.parse_error_rate or 0.0:9.1%} "
           f"{report.tokens_in / asked:8.0f} {report.tokens_evaluated / asked:8.0f} "
           f"{docs_per_s:6.2f} {seconds:7.0f}  {describe(prompt)}{tune_note}", flush=True)
@@ -123,12 +145,16 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=800, help="tune's budget of LLM calls")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the projects in this folder.")
+    parser.add_argument("--embedder", default=DEFAULT_STUDENT,
+                        help="sentence embedder of the annotate rows (kNN demonstrations, the calibration's probe); "
+                             f"tune's kNN variants use {DEFAULT_STUDENT} either way, so a rerun reuses its calls")
     args = parser.parse_args()
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"{'dataset':8} {'row':8} {'n':>5} {'metric':8} {'raw':>6} {'context':>7} {'calib.':>6} {'calibration':>16} "
+    print(f"{'dataset':8} {'row':8} {'n':>5} {'metric':8} {'raw':>6} {'context':>7} {'calib.':>6} {'+probe':>6} "
+          f"{'calibration, probe':>20} "
           f"{'gold LOO':>8} {'parse err':>9} {'tok in':>8} {'tok eval':>8} {'docs/s':>6} {'seconds':>7}  prompt",
           flush=True)
     for name in args.datasets.split(","):
@@ -146,11 +172,13 @@ def main() -> None:
                 tuned = PromptTuner(project, llm, embed).run(TuneConfig(budget=args.budget))
                 note = (f"  [tune: {time.perf_counter() - started:.0f}s, {tuned.calls} calls, gold "
                         f"{tuned.chosen.score:.3f} vs {tuned.default.score:.3f} untuned]")
-            row(kind, name, spec, project, llm, models, size, note)
+            row(kind, name, spec, project, llm, models, size, args.embedder, note)
             project.close()
     print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after the calibration chosen on "
-          "the gold pool; NER has no label scores to calibrate; tok in/eval: prompt tokens per request, and those "
-          "evaluated after KV prefix reuse; docs/s: pool texts per second of LLM time)", file=sys.stderr)
+          "the gold pool without the probe on the gold embeddings, +probe = the calibration annotate chose (the probe "
+          "weight after its method; 0: no probe); NER has no label scores to calibrate; tok in/eval: prompt tokens "
+          "per request, and those evaluated after KV prefix reuse; docs/s: pool texts per second of LLM time)",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,9 @@ class Annotator:
         self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors, seed=self.prompt.demo_seed)
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
+        if self.calibration is not None and self.calibration.probe is not None and (
+                embed is None or self.calibration.probe.embedder != _embedder_name(embed)):
+            self.calibration = None  # its probe reads another embedder's vectors: the next calibration refits it
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -198,8 +201,10 @@ class Annotator:
         scored = {eid: (scores, baseline) for _, eid, scores, baseline
                   in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)}
         known = [g for g in gold if g.id in scored and g.label is not None]
+        vectors = self.embed(known) if self.embed is not None and known else None
         fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
-                     [scored[g.id][1] for g in known], ignore=self.settings.no_relation)
+                     [scored[g.id][1] for g in known], ignore=self.settings.no_relation, vectors=vectors,
+                     embedder=_embedder_name(self.embed))
         self.calibration = fitted.calibration
         metrics: dict[str, Any] = {
             "n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
@@ -217,9 +222,10 @@ class Annotator:
     def recalibrate(self) -> None:
         assert self.calibration is not None
         updates = []
-        for annotation_id, _, scores, baseline in self.store.scored_annotations(self.llm.model_sha256,
-                                                                                self.prompt_key):
-            probabilities = self.calibration.probabilities(scores, baseline)
+        rows = self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)
+        vectors = self._vectors(list(self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))))
+        for annotation_id, example_id, scores, baseline in rows:
+            probabilities = self.calibration.probabilities(scores, baseline, vectors.get(example_id))
             label = max(probabilities, key=probabilities.__getitem__)
             updates.append((annotation_id, label, probabilities, probabilities[label]))
         self.store.update_calibrated(updates)
@@ -234,6 +240,7 @@ class Annotator:
         flight, and an example whose request is already in flight waits for that answer and gets its own copy."""
         if not examples:
             return
+        self._vectors(examples)  # a calibration with a probe reads the texts' embeddings: compute them together
         if self.members:
             for member in self.members:
                 member._annotate(examples, progress, on_progress, round_id)
@@ -311,6 +318,13 @@ class Annotator:
             self._store(replace(asked, key=key, decoding={**asked.decoding, "ensemble": len(self.members)}),
                         response, round_id)
 
+    def _vectors(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
+        """The sentence embeddings of `examples` by id when the calibration's probe reads them (cached in the
+        store: each text is embedded once), else nothing."""
+        if self.calibration is None or self.calibration.probe is None or self.embed is None or not examples:
+            return {}
+        return dict(zip([example.id for example in examples], self.embed(examples), strict=True))
+
     def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
         """Each example with its demonstrations, in the order they are sent: prompts that start with the same
         demonstrations run back to back, so the KV cache reuses them too."""
@@ -344,7 +358,8 @@ class Annotator:
 
     def _store(self, asked: _Asked, response: ScoreResponse | GenerateResponse, round_id: int | None) -> Annotation:
         example, demos, max_chars, request = asked.example, asked.demos, asked.max_chars, asked.request
-        parsed = self._calibrated(self.task.parse(example, response))
+        vector = self._vectors([example]).get(example.id)
+        parsed = self._calibrated(self.task.parse(example, response), vector)
         flags: dict[str, Any] = {}
         if len(example.text) > max_chars:
             flags["truncated_to_chars"] = max_chars
@@ -357,17 +372,17 @@ class Annotator:
             status=parsed.status, cache_key=asked.key, model_sha256=self.llm.model_sha256, prompt_key=self.prompt_key,
             prompt_hash=request.key(), decoding=asked.decoding, demo_ids=tuple(demo.id for demo in demos),
             raw_output=_raw(response), scores=parsed.scores, baseline=parsed.baseline,
-            calibrated=_probabilities(parsed, self.calibration), tokens_in=response.cost.tokens_in,
+            calibrated=_probabilities(parsed, self.calibration, vector), tokens_in=response.cost.tokens_in,
             tokens_evaluated=response.cost.tokens_evaluated, tokens_out=response.cost.tokens_out,
             seconds=response.cost.seconds, error=parsed.error, flags=flags or None, round_id=round_id,
         )
         self.store.add_annotation(annotation)
         return annotation
 
-    def _calibrated(self, parsed: Parsed) -> Parsed:
+    def _calibrated(self, parsed: Parsed, vector: np.ndarray | None) -> Parsed:
         if parsed.scores is None or self.calibration is None:
             return parsed
-        probabilities = self.calibration.probabilities(parsed.scores, parsed.baseline)
+        probabilities = self.calibration.probabilities(parsed.scores, parsed.baseline, vector)
         label = max(probabilities, key=probabilities.__getitem__)
         return replace(parsed, label=label, confidence=probabilities[label])
 
@@ -383,20 +398,21 @@ def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
 
 
 def load_embedder(name: str, models_dir: Path, project: Project) -> Callable[[Sequence[Example]], np.ndarray]:
-    """The kNN sentence embedder, with vectors cached in the project database."""
-    from .embedder import Embedder, embeddings
+    """The sentence embedder (kNN demonstrations, the calibration's probe), with vectors cached in the project
+    database; it carries the embedder's `name`."""
+    from .embedder import Embedder, StoredEmbedder
 
     folder = resolve(name, models_dir, "hf")
     verified_sha256(folder, models_dir)
-    embedder = Embedder(folder)
-    return lambda examples: embeddings(project.store, embedder, examples)
+    return StoredEmbedder(project.store, Embedder(folder))
 
 
-def _probabilities(parsed: Parsed, calibration: Calibration | None) -> dict[str, float] | None:
+def _probabilities(parsed: Parsed, calibration: Calibration | None, vector: np.ndarray | None,
+                   ) -> dict[str, float] | None:
     if parsed.scores is None:
         return None
     if calibration is not None:
-        return calibration.probabilities(parsed.scores, parsed.baseline)
+        return calibration.probabilities(parsed.scores, parsed.baseline, vector)
     return Calibration.identity(list(parsed.scores)).probabilities(parsed.scores)
 
 
@@ -404,6 +420,11 @@ def _decoding(request: Request) -> dict[str, object]:
     if isinstance(request, GenerateRequest):
         return {"mode": "generate", "greedy": True, "max_tokens": request.max_tokens}
     return {"mode": "score", "sum_logprobs": True}
+
+
+def _embedder_name(embed: Callable[[Sequence[Example]], np.ndarray] | None) -> str:
+    """Which sentence embedder `embed` runs (`load_embedder`'s carry a name; a bare function has none)."""
+    return str(getattr(embed, "name", ""))
 
 
 def _raw(response: ScoreResponse | GenerateResponse) -> str:

@@ -1,22 +1,61 @@
-"""Calibrating per-label LLM scores on gold examples: per-label biases for accuracy, a temperature for confidence.
+"""Calibrating per-label LLM scores on gold examples: per-label biases for accuracy, a temperature for confidence,
+and where it pays, a linear probe on the gold examples' sentence embeddings beside the LLM.
 
 Small local models lean hard toward one label; a bias per label, fit on the gold demo/dev examples, moves the
-decision boundary to where the gold data says it is, and a temperature makes the probabilities honest.
+decision boundary to where the gold data says it is, and a temperature makes the probabilities honest. A prompt
+shows the LLM a few demonstrations; the probe (logistic regression on the embeddings of every gold example) brings
+in what the rest of the gold pool says about a text, and is taken only when it does better on held-out gold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 _SWEEPS = 3
 # Bounded below: on a separable gold pool the log-loss keeps falling as T -> 0, which would claim certainty.
 _TEMPERATURES = np.logspace(np.log10(0.25), np.log10(20), 64)
+# How much the probe's label log-probabilities count beside the LLM's; 0 (no probe) is tried first and wins ties.
+PROBE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+_ABSENT = -10.0  # a label no gold example of the probe's training set has: its logit, far below the others
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Logistic regression on sentence embeddings of gold examples: one row of weights and an intercept per label."""
+
+    embedder: str  # which sentence embedder made the vectors it reads
+    weight: float  # how much its log-probabilities count beside the LLM's
+    coef: tuple[tuple[float, ...], ...]
+    intercept: tuple[float, ...]
+
+    @classmethod
+    def train(cls, vectors: np.ndarray, y: np.ndarray, n_labels: int, embedder: str = "",
+              weight: float = 1.0) -> Probe:
+        """Fit on (vectors, label indices), scikit-learn's default L2 strength (choosing it on a hundred gold
+        examples too overfits: the held-out log-loss on IMDb's gold pool chose a probe overconfident on new texts);
+        a label absent from `y` gets a logit far below the others."""
+        present = np.unique(y)
+        coef = np.zeros((n_labels, vectors.shape[1]))
+        intercept = np.full(n_labels, _ABSENT)
+        model = LogisticRegression(max_iter=1000).fit(vectors, y)
+        if len(present) == 2:  # scikit-learn keeps one row for two classes: split it into two symmetric ones
+            coef[present] = np.stack([-model.coef_[0], model.coef_[0]]) / 2
+            intercept[present] = np.array([-model.intercept_[0], model.intercept_[0]]) / 2
+        else:
+            coef[present], intercept[present] = model.coef_, model.intercept_
+        return cls(embedder, weight, tuple(tuple(float(x) for x in row) for row in coef),
+                   tuple(float(x) for x in intercept))
+
+    def log_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(log_softmax(vectors @ np.array(self.coef).T + np.array(self.intercept), axis=1))
 
 
 @dataclass(frozen=True)
@@ -25,16 +64,22 @@ class Calibration:
     bias: tuple[float, ...]
     temperature: float = 1.0
     contextual: bool = False  # scores are taken relative to the content-free baseline of the same prompt
+    probe: Probe | None = None  # a linear probe on gold embeddings added to the scores (needs the text's vector)
 
     @classmethod
     def identity(cls, labels: Sequence[str]) -> Calibration:
         return cls(tuple(labels), tuple(0.0 for _ in labels))
 
-    def probabilities(self, scores: Mapping[str, float],
-                      baseline: Mapping[str, float] | None = None) -> dict[str, float]:
+    def probabilities(self, scores: Mapping[str, float], baseline: Mapping[str, float] | None = None,
+                      vector: np.ndarray | None = None) -> dict[str, float]:
+        """Calibrated label probabilities; `vector` is the text's sentence embedding, required with a probe."""
         values = [scores[label] - (baseline[label] if self.contextual and baseline else 0.0) for label in self.labels]
-        row = log_softmax(np.array([values]), axis=1)[0]
-        z = (row + np.array(self.bias)) / self.temperature
+        row = log_softmax(np.array([values]), axis=1)
+        if self.probe is not None:
+            if vector is None:
+                raise ValueError("this calibration adds a probe on sentence embeddings: give the text's vector")
+            row = log_softmax(row + self.probe.weight * self.probe.log_probabilities(vector[None, :]), axis=1)
+        z = (row[0] + np.array(self.bias)) / self.temperature
         p = np.exp(z - z.max())
         p /= p.sum()
         return {label: float(value) for label, value in zip(self.labels, p, strict=True)}
@@ -43,9 +88,12 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> Calibration:
-        return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]),  # type: ignore[arg-type]
-                   bool(data.get("contextual", False)))
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        probe = data.get("probe")
+        return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]),
+                   bool(data.get("contextual", False)),
+                   Probe(probe["embedder"], float(probe["weight"]), tuple(tuple(row) for row in probe["coef"]),
+                         tuple(probe["intercept"])) if probe else None)
 
 
 @dataclass(frozen=True)
@@ -63,6 +111,7 @@ class CalibrationFit:
     metric: str = "macro_f1"
     rejected: tuple[str, ...] = ()  # candidates that predicted (nearly) one label for every gold example
     loo_labels: tuple[str, ...] = ()  # each gold example's label as predicted by the chosen method, leave-one-out
+    probe_weight: float = 0.0  # the weight of the gold-embedding probe beside the LLM's scores (0: no probe)
 
     def summary(self) -> str:
         """One line for `annotate` and `status`."""
@@ -71,6 +120,8 @@ class CalibrationFit:
         line = (f"calibration on {self.n} gold examples: {scores} scores, {bias} bias; leave-one-out "
                 f"{self.metric.replace('_f1', '-F1')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
                 f"(raw {self.raw_accuracy:.1%})")
+        if self.probe_weight:
+            line += f"; a probe on the gold examples' embeddings added at weight {self.probe_weight:g}"
         if self.rejected:
             line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"
         return line
@@ -82,13 +133,16 @@ _METHODS = ("none", "batch", "match", "prior", "accuracy")
 
 
 def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str],
-        baselines: Sequence[Mapping[str, float] | None] | None = None, ignore: str | None = None) -> CalibrationFit:
-    """Choose raw or contextual scores (relative to the content-free baseline, when every row has one) and a bias
-    (none; batch: minus the mean score on gold; match: the biases that make the mean predicted distribution the
-    gold label distribution; prior: log-loss biases; accuracy: biases tuned for accuracy) by their leave-one-out
-    macro-F1 on gold (with `ignore`, a no-relation label: the micro-F1 of the other labels, which answering
-    `ignore` everywhere cannot win). A candidate that answers one label for (nearly) every gold example when gold
-    has several is never chosen. Then fit a temperature for the confidences."""
+        baselines: Sequence[Mapping[str, float] | None] | None = None, ignore: str | None = None,
+        vectors: np.ndarray | None = None, embedder: str = "") -> CalibrationFit:
+    """Choose raw or contextual scores (relative to the content-free baseline, when every row has one), with the
+    sentence `vectors` of the gold examples a probe weight (PROBE_WEIGHTS: the log-probabilities of a linear probe
+    on them, each gold example's from a probe fit without it, added to the scores), and a bias (none; batch: minus
+    the mean score on gold; match: the biases that make the mean predicted distribution the gold label
+    distribution; prior: log-loss biases; accuracy: biases tuned for accuracy) by their leave-one-out macro-F1 on
+    gold (with `ignore`, a no-relation label: the micro-F1 of the other labels, which answering `ignore` everywhere
+    cannot win). A candidate that answers one label for (nearly) every gold example when gold has several is never
+    chosen. Then fit a temperature for the confidences."""
     if not rows:
         return CalibrationFit(Calibration.identity(labels), 0, 0.0, 0.0, 0.0)
     raw_scores = log_softmax(np.array([[row[label] for label in labels] for row in rows], dtype=float), axis=1)
@@ -101,33 +155,55 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         relative = [[row[label] - base[label] for label in labels]  # type: ignore[index]
                     for row, base in zip(rows, baselines, strict=True)]
         variants["contextual"] = log_softmax(np.array(relative, dtype=float), axis=1)
+    held_out = _probe_leave_one_out(vectors, y, len(labels)) if vectors is not None else None
+    weights = PROBE_WEIGHTS if held_out is not None else PROBE_WEIGHTS[:1]
+
+    def combined(variant: str, weight: float) -> np.ndarray:
+        if not weight:
+            return variants[variant]
+        assert held_out is not None
+        return np.asarray(log_softmax(variants[variant] + weight * held_out, axis=1))
+
     methods = {"none": _no_bias, "batch": _batch_bias, "match": _match_bias, "prior": _prior_bias,
                "accuracy": _fit_bias}
-    keys = [(variant, name) for name in _METHODS for variant in variants]
-    predicted = {key: _leave_one_out(methods[key[1]], variants[key[0]], y) for key in keys}
+    keys = [(variant, weight, name) for weight in weights for name in _METHODS for variant in variants]
+    predicted = {key: _leave_one_out(methods[key[2]], combined(key[0], key[1]), y) for key in keys}
     skip = list(labels).index(ignore) if ignore is not None and ignore in labels else None
     metric = "micro_f1" if skip is not None else "macro_f1"
     score = {key: _micro_f1(found, y, skip) if skip is not None else _macro_f1(found, y, len(labels))
              for key, found in predicted.items()}
     collapsed = [key for key in keys if _collapsed(predicted[key], y)]
-    usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), "match")]
-    variant, method = max(usable, key=lambda key: score[key])  # max keeps the first of equals: the order above
-    scores = variants[variant]
+    usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), 0.0, "match")]
+    variant, weight, method = max(usable, key=lambda key: score[key])  # max keeps the first of equals
+    scores = combined(variant, weight)  # with a probe: each gold example's held-out probe, as new texts will see it
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
+    probe = Probe.train(vectors, y, len(labels), embedder, weight) if weight and vectors is not None \
+        else None
     return CalibrationFit(
-        Calibration(tuple(labels), tuple(float(b) for b in bias), temperature, contextual=variant == "contextual"),
+        Calibration(tuple(labels), tuple(float(b) for b in bias), temperature, contextual=variant == "contextual",
+                    probe=probe),
         n=len(y),
         raw_accuracy=raw,
         calibrated_accuracy=float(np.mean((scores + bias).argmax(1) == y)),
-        loo_accuracy=float(np.mean(predicted[(variant, method)] == y)),
+        loo_accuracy=float(np.mean(predicted[(variant, weight, method)] == y)),
         method=f"{variant}+{method}",
-        loo_f1=score[(variant, method)] if skip is not None else None,
-        loo_score=score[(variant, method)],
+        loo_f1=score[(variant, weight, method)] if skip is not None else None,
+        loo_score=score[(variant, weight, method)],
         metric=metric,
-        rejected=tuple(f"{v}+{m}" for v, m in collapsed),
-        loo_labels=tuple(labels[i] for i in predicted[(variant, method)]),
+        rejected=tuple(f"{v}+{m}" + (f" probe {w:g}" if w else "") for v, w, m in collapsed),
+        loo_labels=tuple(labels[i] for i in predicted[(variant, weight, method)]),
+        probe_weight=weight,
     )
+
+
+def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> np.ndarray | None:
+    """Each gold example's label log-probabilities from a probe fit on the other gold examples; None when gold has
+    fewer than two labels or too few examples for a probe to say anything."""
+    if len(np.unique(y)) < 2 or len(y) < 8 or any(len(np.unique(np.delete(y, i))) < 2 for i in range(len(y))):
+        return None
+    return np.array([Probe.train(np.delete(vectors, i, 0), np.delete(y, i), n_labels)
+                     .log_probabilities(vectors[i : i + 1])[0] for i in range(len(y))])
 
 
 def _collapsed(predicted: np.ndarray, y: np.ndarray) -> bool:

@@ -56,3 +56,15 @@ def embeddings(store: Store, embedder: Embedder, examples: Sequence[Example]) ->
     if not examples:
         return np.zeros((0, 0), np.float32)
     return np.stack([cached[example.id] for example in examples])
+
+
+class StoredEmbedder:
+    """An embedder whose vectors are cached in a project's store, called like a function on examples."""
+
+    def __init__(self, store: Store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.name = embedder.name
+
+    def __call__(self, examples: Sequence[Example]) -> np.ndarray:
+        return embeddings(self.store, self.embedder, examples)

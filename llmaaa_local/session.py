@@ -23,6 +23,7 @@ from .models import DEFAULT_STUDENT
 from .project import ImportReport, Project
 from .records import Example
 from .store import Round
+from .tasks import task_for
 
 if TYPE_CHECKING:
     from .annotate import AnnotateConfig, AnnotateProgress, AnnotateReport, Annotator
@@ -74,15 +75,22 @@ class Session:
 
     def load_embedder(self, project: Project, prompt: PromptSettings | None = None, *, tuning: bool = False,
                       ) -> Embed | None:
-        """The sentence embedder when demonstrations are picked by similarity over a demo pool, else None.
+        """The sentence embedder when demonstrations are picked by similarity over a demo pool (an error when it
+        is missing), or when a scored task has gold examples to fit the calibration's probe on (optional: without
+        it, calibration goes without the probe), else None.
 
         `tuning`: the tuner tries kNN variants whatever the project's prompt, so any demo pool needs it."""
-        needed = tuning or (prompt or project.settings.prompt).uses_embeddings
-        if not needed or project.status().counts.demo == 0:
-            return None
         from .annotate import load_embedder
 
-        return load_embedder(self.embedder, self.models_dir, project)
+        counts = project.status().counts
+        if (tuning or (prompt or project.settings.prompt).uses_embeddings) and counts.demo:
+            return load_embedder(self.embedder, self.models_dir, project)
+        if not tuning and task_for(project.settings).scored and counts.demo + counts.dev >= 2:
+            try:
+                return load_embedder(self.embedder, self.models_dir, project)
+            except LlmaaaError:
+                return None
+        return None
 
     def annotator(self, project: Project, prompt: PromptSettings | None = None) -> Annotator:
         from .annotate import Annotator

@@ -453,6 +453,65 @@ def _text(example_id: str) -> str:
     return next(text for text in EVIDENCE if text.split()[0] == example_id)
 
 
+class NamedEmbed:
+    """A stand-in sentence embedder with a name, as `load_embedder`'s: texts that start with "good" point along the
+    first axis, the rest against it, each with its own seeded noise on 4 axes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, examples: Sequence[Example]) -> np.ndarray:
+        rows = []
+        for example in examples:
+            noise = np.random.default_rng(int(example.id[1:])).normal(0, 1.0, 4)
+            noise[0] += 2.5 if example.text.startswith("good") else -2.5
+            rows.append(noise / np.linalg.norm(noise))
+        return np.array(rows)
+
+
+def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_row(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """The teacher barely tells the labels apart; the embeddings of the 24 gold texts do. Calibration adds the probe,
+    every stored row (gold and pool, older and new) is labeled with it, and an annotator with another embedder does
+    not apply a probe it cannot read."""
+    def record(i: int, prefix: str) -> dict[str, Any]:
+        label = LABELS[i % 2]
+        return {"id": f"{prefix}{i}", "text": f"{'good' if label == 'positive' else 'poor'} text {i}", "label": label}
+
+    project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
+    project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
+    project.import_corpus(write_file("pool.jsonl", [record(i, "p") for i in range(100, 120)]))
+
+    def weak(prompt: Prompt, candidates: Sequence[str]) -> list[float]:  # a coin flip seeded by the text
+        return list(np.random.default_rng(len(prompt.user) * 7 + sum(map(ord, prompt.user))).normal(0, 1.0, 2))
+
+    embed = NamedEmbed("minilm:test")
+    report = Annotator(project, ScriptedLLM(scorer=weak), embed=embed).run(AnnotateConfig(n=20))
+    fitted = report.calibration
+    assert fitted is not None and fitted.probe_weight > 0
+    assert fitted.loo_accuracy >= 0.9 and fitted.raw_accuracy <= 0.75
+    params, metrics = project.store.calibration("0" * 64, annotation_rows(project)[0]["prompt_key"]) or ({}, {})
+    calibration = Calibration.from_dict(params)
+    assert calibration.probe is not None and calibration.probe.embedder == "minilm:test"
+    assert "probe on the gold examples' embeddings" in metrics["summary"]
+    rows = annotation_rows(project)
+    assert len(rows) == 44
+    vectors = dict(zip([row["example_id"] for row in rows],
+                       embed(list(project.store.examples(ids=[row["example_id"] for row in rows]))), strict=True))
+    for row in rows:
+        assert row["calibrated"] == pytest.approx(calibration.probabilities(row["scores"], None,
+                                                                            vectors[row["example_id"]]))
+        assert row["label"] == max(row["calibrated"], key=row["calibrated"].__getitem__)
+    assert evaluate_llm(project, "pool").llm.metrics["accuracy"] >= 0.9
+    # the stored calibration's probe reads this embedder's vectors only
+    assert Annotator(project, ScriptedLLM(), embed=embed).calibration == calibration
+    assert Annotator(project, ScriptedLLM(), embed=NamedEmbed("mpnet:other")).calibration is None
+    assert Annotator(project, ScriptedLLM()).calibration is None
+    # without an embedder, calibration goes without the probe
+    bare = Annotator(project, ScriptedLLM(scorer=weak)).run(AnnotateConfig(n=20)).calibration
+    assert bare is not None and bare.probe_weight == 0 and bare.calibration.probe is None
+
+
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:
     project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
     project.import_gold(write_file("demo.jsonl", records("g")), "demo")

@@ -132,10 +132,63 @@ def test_to_dict_from_dict_round_trip_through_json() -> None:
     rows, gold = biased_table(30, lean=1.5, noise=0.5)
     calibration = fit(rows, gold, LABELS).calibration
     data = json.loads(json.dumps(calibration.to_dict()))
-    assert set(data) == {"labels", "bias", "temperature", "contextual"}
+    assert set(data) == {"labels", "bias", "temperature", "contextual", "probe"}
     again = Calibration.from_dict(data)
     assert again == calibration
     assert again.probabilities(rows[0]) == calibration.probabilities(rows[0])
+    del data["probe"]  # as stored before the probe existed
+    assert Calibration.from_dict(data) == calibration
+
+
+def probe_table(n: int, seed: int, signal: float = 1.0) -> tuple[list[dict[str, float]], list[str], np.ndarray]:
+    """A weak LLM (evidence +-0.3 nats under noise of 1) and 8-dimensional unit embeddings whose first axis carries
+    the label with strength `signal` (0: the embeddings know nothing)."""
+    rng = np.random.default_rng(seed)
+    gold = ["positive" if i % 2 == 0 else "negative" for i in range(n)]
+    sign = np.array([1.0 if label == "positive" else -1.0 for label in gold])
+    evidence = 0.3 * sign + rng.normal(0, 1.0, n)
+    rows = [{"positive": float(e / 2), "negative": float(-e / 2)} for e in evidence]
+    vectors = rng.normal(0, 1.0, (n, 8))
+    vectors[:, 0] += 2 * signal * sign
+    return rows, gold, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_probe_on_gold_embeddings_is_added_where_it_beats_the_llm_on_held_out_gold() -> None:
+    rows, gold, vectors = probe_table(100, seed=0)
+    alone = fit(rows, gold, LABELS)
+    fitted = fit(rows, gold, LABELS, vectors=vectors, embedder="minilm:abc")
+    assert alone.probe_weight == 0 and alone.calibration.probe is None
+    assert fitted.probe_weight > 0 and fitted.calibration.probe is not None
+    assert fitted.calibration.probe.embedder == "minilm:abc"
+    assert fitted.loo_score >= alone.loo_score + 0.1
+    assert "probe on the gold examples' embeddings added at weight" in fitted.summary()
+    # on new texts from the same source the probe pays too
+    new_rows, new_gold, new_vectors = probe_table(400, seed=1)
+
+    def accuracy(calibration: Calibration, with_vectors: bool) -> float:
+        predicted = [calibration.probabilities(row, None, vector if with_vectors else None)
+                     for row, vector in zip(new_rows, new_vectors, strict=True)]
+        return float(np.mean([max(p, key=p.__getitem__) == g for p, g in zip(predicted, new_gold, strict=True)]))
+
+    assert accuracy(fitted.calibration, True) >= accuracy(alone.calibration, False) + 0.1
+    with pytest.raises(ValueError, match="give the text's vector"):
+        fitted.calibration.probabilities(new_rows[0])
+    again = Calibration.from_dict(json.loads(json.dumps(fitted.calibration.to_dict())))
+    assert again == fitted.calibration
+    assert again.probabilities(new_rows[0], None, new_vectors[0]) == pytest.approx(
+        fitted.calibration.probabilities(new_rows[0], None, new_vectors[0]))
+
+
+def test_a_probe_on_embeddings_that_know_nothing_is_not_taken() -> None:
+    rows, gold, vectors = probe_table(60, seed=2, signal=0.0)
+    rows = [{"positive": row["positive"] * 6, "negative": row["negative"] * 6} for row in rows]  # a clear LLM
+    for row, label in zip(rows, gold, strict=True):
+        row[label] += 3.0
+    alone = fit(rows, gold, LABELS)
+    fitted = fit(rows, gold, LABELS, vectors=vectors)
+    assert fitted.probe_weight == 0 and fitted.calibration == alone.calibration
+    # one label in gold, or too few examples: no probe is even tried
+    assert fit(rows[:6], gold[:6], LABELS, vectors=vectors[:6]).probe_weight == 0
 
 
 def test_a_boundary_between_the_classes_wins_where_log_loss_biases_leave_examples_wrong() -> None:

@@ -40,19 +40,29 @@ def test_without_a_project_the_session_says_so(tmp_path: Path) -> None:
         Session(None, tmp_path).open()
 
 
-def test_the_embedder_is_loaded_only_for_similarity_demos_over_a_demo_pool(
-        make_project: Callable[..., Project], write_file: Callable[..., Path], tmp_path: Path) -> None:
+def test_the_embedder_is_needed_for_similarity_demos_over_a_demo_pool_and_optional_for_the_probe(
+        make_project: Callable[..., Project], write_file: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     project = make_project("classify", labels=["pos", "neg"])
     session = Session(project.root, tmp_path / "no-models", embedder="missing-embedder")
     assert session.load_embedder(project) is None  # kNN demos, but no demo pool yet
     assert session.load_embedder(project, tuning=True) is None
     project.import_gold(write_file("demo.jsonl", gold(4)), "demo")
-    assert session.load_embedder(project, PromptSettings(demos="random")) is None  # random demos need none
+    # random or no demos need none; the calibration's probe would take one, but goes without when it is missing
+    assert session.load_embedder(project, PromptSettings(demos="random")) is None
     assert session.load_embedder(project, PromptSettings(demos="none")) is None
     for needed in ({"prompt": PromptSettings(demos="knn")}, {"prompt": PromptSettings(demos="balanced")},
                    {"prompt": PromptSettings(demos="none"), "tuning": True}):
         with pytest.raises(LlmaaaError, match="missing-embedder"):  # it is looked for, and not found
             session.load_embedder(project, **needed)  # type: ignore[arg-type]
+    # when it is there, a scored task with gold gets it for the probe whatever its demos; NER has no probe
+    loaded = object()
+    monkeypatch.setattr("llmaaa_local.annotate.load_embedder", lambda name, models_dir, project: loaded)
+    assert session.load_embedder(project, PromptSettings(demos="none")) is loaded
+    ner = make_project("ner", labels=["PER"], name="ner", prompt=PromptSettings(demos="none"))
+    sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
+    ner.import_gold(write_file("ner.jsonl", sentences), "demo")
+    assert session.load_embedder(ner) is None
 
 
 def test_annotate_through_the_session_uses_its_teacher(make_project: Callable[..., Project],
