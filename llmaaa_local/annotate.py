@@ -223,7 +223,8 @@ class Annotator:
         assert self.calibration is not None
         updates = []
         rows = self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)
-        vectors = self._vectors(list(self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))))
+        vectors = self._vectors(list(self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows))))
+                                ) if self.calibration.probe is not None else {}
         for annotation_id, example_id, scores, baseline in rows:
             probabilities = self.calibration.probabilities(scores, baseline, vectors.get(example_id))
             label = max(probabilities, key=probabilities.__getitem__)

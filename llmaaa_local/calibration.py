@@ -200,7 +200,9 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
 def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> np.ndarray | None:
     """Each gold example's label log-probabilities from a probe fit on the other gold examples; None when gold has
     fewer than two labels or too few examples for a probe to say anything."""
-    if len(np.unique(y)) < 2 or len(y) < 8 or any(len(np.unique(np.delete(y, i))) < 2 for i in range(len(y))):
+    counts = np.unique(y, return_counts=True)[1]
+    # two labels, one of them on a single example: leaving that example out leaves one label to fit
+    if len(counts) < 2 or len(y) < 8 or (len(counts) == 2 and counts.min() < 2):
         return None
     return np.array([Probe.train(np.delete(vectors, i, 0), np.delete(y, i), n_labels)
                      .log_probabilities(vectors[i : i + 1])[0] for i in range(len(y))])
