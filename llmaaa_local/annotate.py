@@ -20,6 +20,7 @@ from scipy.special import log_softmax
 from .calibration import Calibration, CalibrationFit, fit
 from .config import PromptSettings, TeacherSettings
 from .demos import DemoPool
+from .embedder import StoredEmbedder
 from .errors import LlmaaaError
 from .llm import (
     LLM,
@@ -145,6 +146,7 @@ class Annotator:
             raise LlmaaaError("the project has no label set yet: import labeled data or re-create it with --labels")
         self.task: Task = task_for(replace(self.settings, prompt=self.prompt))
         self.embed = embed
+        self.probe_embed = _probe_reader(embed, self.task)  # what the calibration's probe embeds
         self.source = f"llm:{llm.name}"
         self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.key_fields()})
         if self.prompt.members() and not self.task.scored:
@@ -161,7 +163,7 @@ class Annotator:
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
         if self.calibration is not None and self.calibration.probe is not None and (
-                embed is None or self.calibration.probe.embedder != _embedder_name(embed)):
+                embed is None or self.calibration.probe.embedder != _embedder_name(self.probe_embed)):
             self.calibration = None  # its probe reads another embedder's vectors: the next calibration refits it
 
     # --- public ------------------------------------------------------------------------------------------------
@@ -201,10 +203,10 @@ class Annotator:
         scored = {eid: (scores, baseline) for _, eid, scores, baseline
                   in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)}
         known = [g for g in gold if g.id in scored and g.label is not None]
-        vectors = self.embed(known) if self.embed is not None and known else None
+        vectors = self.probe_embed(known) if self.probe_embed is not None and known else None
         fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
                      [scored[g.id][1] for g in known], ignore=self.settings.no_relation, vectors=vectors,
-                     embedder=_embedder_name(self.embed))
+                     embedder=_embedder_name(self.probe_embed))
         self.calibration = fitted.calibration
         metrics: dict[str, Any] = {
             "n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
@@ -322,9 +324,9 @@ class Annotator:
     def _vectors(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
         """The sentence embeddings of `examples` by id when the calibration's probe reads them (cached in the
         store: each text is embedded once), else nothing."""
-        if self.calibration is None or self.calibration.probe is None or self.embed is None or not examples:
+        if self.calibration is None or self.calibration.probe is None or self.probe_embed is None or not examples:
             return {}
-        return dict(zip([example.id for example in examples], self.embed(examples), strict=True))
+        return dict(zip([example.id for example in examples], self.probe_embed(examples), strict=True))
 
     def plan(self, examples: Sequence[Example]) -> list[tuple[Example, list[Example]]]:
         """Each example with its demonstrations, in the order they are sent: prompts that start with the same
@@ -401,11 +403,22 @@ def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
 def load_embedder(name: str, models_dir: Path, project: Project) -> Callable[[Sequence[Example]], np.ndarray]:
     """The sentence embedder (kNN demonstrations, the calibration's probe), with vectors cached in the project
     database; it carries the embedder's `name`."""
-    from .embedder import Embedder, StoredEmbedder
+    from .embedder import Embedder
 
     folder = resolve(name, models_dir, "hf")
     verified_sha256(folder, models_dir)
     return StoredEmbedder(project.store, Embedder(folder))
+
+
+def _probe_reader(embed: Callable[[Sequence[Example]], np.ndarray] | None, task: Task,
+                  ) -> Callable[[Sequence[Example]], np.ndarray] | None:
+    """The embedder of what the calibration's probe reads: the task's `probe_text` of each example (relations: the
+    mentions and the words between them), cached apart from the whole texts' vectors."""
+    if embed is None or not task.probe_view:
+        return embed
+    if isinstance(embed, StoredEmbedder):
+        return embed.reading(task.probe_view, task.probe_text)
+    return lambda examples: embed([replace(example, text=task.probe_text(example)) for example in examples])
 
 
 def _probabilities(parsed: Parsed, calibration: Calibration | None, vector: np.ndarray | None,

@@ -24,6 +24,10 @@ _SWEEPS = 3
 _TEMPERATURES = np.logspace(np.log10(0.25), np.log10(20), 64)
 # How much the probe's label log-probabilities count beside the LLM's; 0 (no probe) is tried first and wins ties.
 PROBE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+# The probe's inverse L2 strengths (scikit-learn's C), chosen by its own leave-one-out score on gold, the strongest
+# penalty first on ties. scikit-learn's default (1) suits two labels; with many labels and a few gold examples
+# each it shrinks every answer toward the prior, and the probe says nothing.
+PROBE_STRENGTHS = (1.0, 10.0, 100.0)
 _ABSENT = -10.0  # a label no gold example of the probe's training set has: its logit, far below the others
 
 
@@ -35,24 +39,16 @@ class Probe:
     weight: float  # how much its log-probabilities count beside the LLM's
     coef: tuple[tuple[float, ...], ...]
     intercept: tuple[float, ...]
+    strength: float = 1.0  # the inverse L2 strength it was fit with (scikit-learn's C)
 
     @classmethod
     def train(cls, vectors: np.ndarray, y: np.ndarray, n_labels: int, embedder: str = "",
-              weight: float = 1.0) -> Probe:
-        """Fit on (vectors, label indices), scikit-learn's default L2 strength (choosing it on a hundred gold
-        examples too overfits: the held-out log-loss on IMDb's gold pool chose a probe overconfident on new texts);
-        a label absent from `y` gets a logit far below the others."""
-        present = np.unique(y)
-        coef = np.zeros((n_labels, vectors.shape[1]))
-        intercept = np.full(n_labels, _ABSENT)
-        model = LogisticRegression(max_iter=1000).fit(vectors, y)
-        if len(present) == 2:  # scikit-learn keeps one row for two classes: split it into two symmetric ones
-            coef[present] = np.stack([-model.coef_[0], model.coef_[0]]) / 2
-            intercept[present] = np.array([-model.intercept_[0], model.intercept_[0]]) / 2
-        else:
-            coef[present], intercept[present] = model.coef_, model.intercept_
-        return cls(embedder, weight, tuple(tuple(float(x) for x in row) for row in coef),
-                   tuple(float(x) for x in intercept))
+              weight: float = 1.0, strength: float = 1.0) -> Probe:
+        """Fit on (vectors, label indices); a label absent from `y` gets a logit far below the others."""
+        basis = _row_space(vectors)
+        coef, intercept = _logistic(vectors @ basis.T, y, n_labels, strength)
+        return cls(embedder, weight, tuple(tuple(float(x) for x in row) for row in coef @ basis),
+                   tuple(float(x) for x in intercept), strength)
 
     def log_probabilities(self, vectors: np.ndarray) -> np.ndarray:
         return np.asarray(log_softmax(vectors @ np.array(self.coef).T + np.array(self.intercept), axis=1))
@@ -93,7 +89,7 @@ class Calibration:
         return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]),
                    bool(data.get("contextual", False)),
                    Probe(probe["embedder"], float(probe["weight"]), tuple(tuple(row) for row in probe["coef"]),
-                         tuple(probe["intercept"])) if probe else None)
+                         tuple(probe["intercept"]), float(probe.get("strength", 1.0))) if probe else None)
 
 
 @dataclass(frozen=True)
@@ -120,8 +116,9 @@ class CalibrationFit:
         line = (f"calibration on {self.n} gold examples: {scores} scores, {bias} bias; leave-one-out "
                 f"{self.metric.replace('_f1', '-F1')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
                 f"(raw {self.raw_accuracy:.1%})")
-        if self.probe_weight:
-            line += f"; a probe on the gold examples' embeddings added at weight {self.probe_weight:g}"
+        if self.calibration.probe is not None:
+            line += (f"; a probe on the gold examples' embeddings (C={self.calibration.probe.strength:g}) added at "
+                     f"weight {self.probe_weight:g}")
         if self.rejected:
             line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"
         return line
@@ -155,7 +152,14 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         relative = [[row[label] - base[label] for label in labels]  # type: ignore[index]
                     for row, base in zip(rows, baselines, strict=True)]
         variants["contextual"] = log_softmax(np.array(relative, dtype=float), axis=1)
-    held_out = _probe_leave_one_out(vectors, y, len(labels)) if vectors is not None else None
+    skip = list(labels).index(ignore) if ignore is not None and ignore in labels else None
+    metric = "micro_f1" if skip is not None else "macro_f1"
+
+    def measure(found: np.ndarray) -> float:
+        return _micro_f1(found, y, skip) if skip is not None else _macro_f1(found, y, len(labels))
+
+    held_out, strength = _probe_leave_one_out(vectors, y, len(labels), measure) if vectors is not None \
+        else (None, 1.0)
     weights = PROBE_WEIGHTS if held_out is not None else PROBE_WEIGHTS[:1]
 
     def combined(variant: str, weight: float) -> np.ndarray:
@@ -168,17 +172,14 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
                "accuracy": _fit_bias}
     keys = [(variant, weight, name) for weight in weights for name in _METHODS for variant in variants]
     predicted = {key: _leave_one_out(methods[key[2]], combined(key[0], key[1]), y) for key in keys}
-    skip = list(labels).index(ignore) if ignore is not None and ignore in labels else None
-    metric = "micro_f1" if skip is not None else "macro_f1"
-    score = {key: _micro_f1(found, y, skip) if skip is not None else _macro_f1(found, y, len(labels))
-             for key, found in predicted.items()}
+    score = {key: measure(found) for key, found in predicted.items()}
     collapsed = [key for key in keys if _collapsed(predicted[key], y)]
     usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), 0.0, "match")]
     variant, weight, method = max(usable, key=lambda key: score[key])  # max keeps the first of equals
     scores = combined(variant, weight)  # with a probe: each gold example's held-out probe, as new texts will see it
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
-    probe = Probe.train(vectors, y, len(labels), embedder, weight) if weight and vectors is not None \
+    probe = Probe.train(vectors, y, len(labels), embedder, weight, strength) if weight and vectors is not None \
         else None
     return CalibrationFit(
         Calibration(tuple(labels), tuple(float(b) for b in bias), temperature, contextual=variant == "contextual",
@@ -197,15 +198,48 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
     )
 
 
-def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int) -> np.ndarray | None:
-    """Each gold example's label log-probabilities from a probe fit on the other gold examples; None when gold has
-    fewer than two labels or too few examples for a probe to say anything."""
+def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int,
+                         measure: Callable[[np.ndarray], float]) -> tuple[np.ndarray | None, float]:
+    """Each gold example's label log-probabilities from a probe fit on the other gold examples, at the strength
+    (PROBE_STRENGTHS) whose answers `measure` scores best, and that strength; None when gold has fewer than two
+    labels or too few examples for a probe to say anything."""
     counts = np.unique(y, return_counts=True)[1]
     # two labels, one of them on a single example: leaving that example out leaves one label to fit
     if len(counts) < 2 or len(y) < 8 or (len(counts) == 2 and counts.min() < 2):
-        return None
-    return np.array([Probe.train(np.delete(vectors, i, 0), np.delete(y, i), n_labels)
-                     .log_probabilities(vectors[i : i + 1])[0] for i in range(len(y))])
+        return None, 1.0
+    reduced = vectors @ _row_space(vectors).T  # every fold's row space lies in the whole pool's
+    held: dict[float, np.ndarray] = {}
+    for strength in PROBE_STRENGTHS:
+        rows = []
+        for i in range(len(y)):
+            coef, intercept = _logistic(np.delete(reduced, i, 0), np.delete(y, i), n_labels, strength)
+            rows.append(log_softmax(reduced[i] @ coef.T + intercept))
+        held[strength] = np.array(rows)
+    best = max(held, key=lambda strength: measure(held[strength].argmax(1)))  # max keeps the first of equals
+    return held[best], best
+
+
+def _row_space(vectors: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the span of `vectors` (as rows). An L2-penalised logistic regression's weights lie in
+    the span of its training vectors, so fitting on coordinates in this basis gives the same model at a fraction of
+    the cost when there are fewer examples than dimensions."""
+    _, singular, basis = np.linalg.svd(vectors, full_matrices=False)
+    return basis[singular > singular.max() * 1e-10]
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, n_labels: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """A multinomial logistic regression's weights and intercepts, one row per label of `n_labels`; a label absent
+    from `y` gets a logit far below the others."""
+    present = np.unique(y)
+    coef = np.zeros((n_labels, x.shape[1]))
+    intercept = np.full(n_labels, _ABSENT)
+    model = LogisticRegression(C=strength, max_iter=1000).fit(x, y)
+    if len(present) == 2:  # scikit-learn keeps one row for two classes: split it into two symmetric ones
+        coef[present] = np.stack([-model.coef_[0], model.coef_[0]]) / 2
+        intercept[present] = np.array([-model.intercept_[0], model.intercept_[0]]) / 2
+    else:
+        coef[present], intercept[present] = model.coef_, model.intercept_
+    return coef, intercept
 
 
 def _collapsed(predicted: np.ndarray, y: np.ndarray) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +45,16 @@ class Embedder:
         return np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
 
 
-def embeddings(store: Store, embedder: Embedder, examples: Sequence[Example]) -> np.ndarray:
-    """Vectors for `examples` in order, computing and storing only the ones not cached yet."""
-    cached = store.embeddings(embedder.name, [example.id for example in examples])
+def embeddings(store: Store, embedder: Embedder, examples: Sequence[Example], name: str = "",
+               text: Callable[[Example], str] | None = None) -> np.ndarray:
+    """Vectors for `examples` in order, computing and storing only the ones not cached yet; `text` embeds another
+    part of each example than its text, cached under `name` instead of the embedder's."""
+    name = name or embedder.name
+    cached = store.embeddings(name, [example.id for example in examples])
     missing = [example for example in examples if example.id not in cached]
     if missing:
-        fresh = embedder.embed([example.text for example in missing])
-        store.save_embeddings(embedder.name, [(e.id, v) for e, v in zip(missing, fresh, strict=True)])
+        fresh = embedder.embed([text(example) if text else example.text for example in missing])
+        store.save_embeddings(name, [(e.id, v) for e, v in zip(missing, fresh, strict=True)])
         cached.update({example.id: vector for example, vector in zip(missing, fresh, strict=True)})
     if not examples:
         return np.zeros((0, 0), np.float32)
@@ -61,10 +64,16 @@ def embeddings(store: Store, embedder: Embedder, examples: Sequence[Example]) ->
 class StoredEmbedder:
     """An embedder whose vectors are cached in a project's store, called like a function on examples."""
 
-    def __init__(self, store: Store, embedder: Embedder) -> None:
+    def __init__(self, store: Store, embedder: Embedder, view: str = "",
+                 text: Callable[[Example], str] | None = None) -> None:
         self.store = store
         self.embedder = embedder
-        self.name = embedder.name
+        self.name = f"{embedder.name}#{view}" if view else embedder.name
+        self.text = text
+
+    def reading(self, view: str, text: Callable[[Example], str]) -> StoredEmbedder:
+        """The same embedder on `text(example)` instead of the whole text, its vectors cached as `view`'s."""
+        return StoredEmbedder(self.store, self.embedder, view, text)
 
     def __call__(self, examples: Sequence[Example]) -> np.ndarray:
-        return embeddings(self.store, self.embedder, examples)
+        return embeddings(self.store, self.embedder, examples, self.name, self.text)

@@ -18,6 +18,7 @@ from conftest import snapshot
 from llmaaa_local.annotate import MIN_CHARS, AnnotateConfig, AnnotateProgress, Annotator
 from llmaaa_local.calibration import Calibration
 from llmaaa_local.config import PromptSettings
+from llmaaa_local.embedder import StoredEmbedder
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.evaluate import evaluate_llm
 from llmaaa_local.llm import Prompt, ScoreRequest, ScriptedLLM, render_plain
@@ -510,6 +511,58 @@ def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_
     # without an embedder, calibration goes without the probe
     bare = Annotator(project, ScriptedLLM(scorer=weak)).run(AnnotateConfig(n=20)).calibration
     assert bare is not None and bare.probe_weight == 0 and bare.calibration.probe is None
+
+
+class WordEncoder:
+    """A stand-in sentence encoder (as `embedder.Embedder`) that records what it embeds: a text with the word
+    "works" points along the first axis, any other against it, each with its own seeded noise on 4 axes."""
+
+    name = "words:1"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        rows = []
+        for text in texts:
+            noise = np.random.default_rng(sum(map(ord, text))).normal(0, 1.0, 4)
+            noise[0] += 2.5 if "works" in text.split() else -2.5
+            rows.append(noise / np.linalg.norm(noise))
+        return np.array(rows)
+
+
+def test_the_probe_of_a_relation_task_reads_the_mentions_and_the_words_between_them(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """Half the sentences end in a clause with "works" in it whatever the relation, so only the words between the
+    mentions tell works_for from lives_in: the probe embeds those, cached apart from whole sentences' vectors."""
+    def record(i: int, prefix: str) -> dict[str, Any]:
+        verb = ["works", "at"] if i % 2 == 0 else ["lives", "in"]
+        tail = ["as", "the", "one", "who", "works", "there", "said"] if i % 3 == 0 else ["so", "we", "heard"]
+        tokens = ["Ann", str(i), *verb, "Acme", str(i), ",", *tail, "."]
+        return {"id": f"{prefix}{i}", "tokens": tokens, "h": {"name": f"Ann {i}", "pos": [0, 2]},
+                "t": {"name": f"Acme {i}", "pos": [4, 6]}, "label": "works_for" if i % 2 == 0 else "lives_in"}
+
+    project = make_project("re", labels=["works_for", "lives_in", "no_relation"], no_relation="no_relation",
+                           prompt=PromptSettings(demos="none", content_free=False))
+    project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
+    project.import_corpus(write_file("pool.jsonl", [record(i, "p") for i in range(100, 120)]))
+
+    def weak(prompt: Prompt, candidates: Sequence[str]) -> list[float]:  # a coin flip seeded by the text
+        return list(np.random.default_rng(sum(map(ord, prompt.user))).normal(0, 1.0, len(candidates)))
+
+    encoder = WordEncoder()
+    embed = StoredEmbedder(project.store, encoder)  # type: ignore[arg-type]
+    fitted = Annotator(project, ScriptedLLM(scorer=weak), embed=embed).run(AnnotateConfig(n=20)).calibration
+    assert fitted is not None and fitted.calibration.probe is not None
+    assert fitted.calibration.probe.embedder == "words:1#mentions"
+    examples = list(project.store.examples())
+    views = {" ".join((e.tokens or ())[:6]) for e in examples}
+    assert encoder.texts and set(encoder.texts) <= views  # never a whole sentence
+    ids = [e.id for e in examples]
+    assert len(project.store.embeddings("words:1#mentions", ids)) == 44
+    assert project.store.embeddings("words:1", ids) == {}
+    assert evaluate_llm(project, "pool").llm.metrics["f1"] >= 0.9
 
 
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:

@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from llmaaa_local.calibration import Calibration, fit
+import llmaaa_local.calibration as calibration_module
+from llmaaa_local.calibration import Calibration, Probe, fit
 
 LABELS = ("positive", "negative")
 
@@ -161,7 +163,7 @@ def test_a_probe_on_gold_embeddings_is_added_where_it_beats_the_llm_on_held_out_
     assert fitted.probe_weight > 0 and fitted.calibration.probe is not None
     assert fitted.calibration.probe.embedder == "minilm:abc"
     assert fitted.loo_score >= alone.loo_score + 0.1
-    assert "probe on the gold examples' embeddings added at weight" in fitted.summary()
+    assert "probe on the gold examples' embeddings (C=" in fitted.summary()
     # on new texts from the same source the probe pays too
     new_rows, new_gold, new_vectors = probe_table(400, seed=1)
 
@@ -189,6 +191,56 @@ def test_a_probe_on_embeddings_that_know_nothing_is_not_taken() -> None:
     assert fitted.probe_weight == 0 and fitted.calibration == alone.calibration
     # one label in gold, or too few examples: no probe is even tried
     assert fit(rows[:6], gold[:6], LABELS, vectors=vectors[:6]).probe_weight == 0
+
+
+def test_the_probe_fit_in_its_vectors_row_space_is_scikit_learns_on_the_vectors() -> None:
+    """Fewer examples than dimensions: the probe fits on coordinates in the span of its vectors, and must be the
+    same model as scikit-learn's fit on the vectors themselves, with a row per label (two labels: split in two)."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(0, 1.0, (30, 64))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # unit length, as the embedders' vectors are
+    for n_labels, strength in ((2, 1.0), (4, 10.0)):
+        y = np.arange(30) % n_labels
+        probe = Probe.train(vectors, y, n_labels, strength=strength)
+        direct = LogisticRegression(C=strength, max_iter=1000).fit(vectors, y)
+        new = rng.normal(0, 1.0, (5, 64))
+        new /= np.linalg.norm(new, axis=1, keepdims=True)
+        # the same optimum, each found to the solver's tolerance
+        assert probe.log_probabilities(new) == pytest.approx(direct.predict_log_proba(new), abs=2e-3)
+        assert probe.strength == strength
+
+
+def label_clusters(per_label: int, seed: int) -> tuple[list[dict[str, float]], list[str], np.ndarray]:
+    """Twelve labels, `per_label` examples each; an LLM that knows nothing (scores are noise); 32-dimensional unit
+    embeddings that sit near their label's own direction."""
+    rng = np.random.default_rng(seed)
+    labels = [f"type{j}" for j in range(12)]
+    gold = [labels[i % 12] for i in range(12 * per_label)]
+    centres = np.random.default_rng(99).normal(0, 1.0, (12, 32))
+    vectors = np.array([centres[labels.index(g)] + rng.normal(0, 1.6, 32) for g in gold])
+    rows = [{label: float(x) for label, x in zip(labels, rng.normal(0, 1.0, 12), strict=True)} for _ in gold]
+    return rows, gold, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_with_many_labels_and_a_few_examples_each_the_probe_fits_more_strongly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """scikit-learn's default penalty shrinks a 12-label probe on 5 examples per label to the prior; the probe's
+    strength is chosen on gold, leave-one-out, and the chosen probe labels new texts far better."""
+    rows, gold, vectors = label_clusters(5, seed=4)
+    labels = sorted(set(gold))
+    fitted = fit(rows, gold, labels, vectors=vectors)
+    assert fitted.calibration.probe is not None and fitted.calibration.probe.strength > 1
+    new_rows, new_gold, new_vectors = label_clusters(20, seed=5)
+
+    def accuracy(calibration: Calibration) -> float:
+        predicted = [calibration.probabilities(row, None, vector if calibration.probe else None)
+                     for row, vector in zip(new_rows, new_vectors, strict=True)]
+        return float(np.mean([max(p, key=p.__getitem__) == g for p, g in zip(predicted, new_gold, strict=True)]))
+
+    monkeypatch.setattr(calibration_module, "PROBE_STRENGTHS", (1.0,))
+    default = fit(rows, gold, labels, vectors=vectors)
+    assert accuracy(fitted.calibration) >= accuracy(default.calibration) + 0.15
+    assert accuracy(fitted.calibration) >= 0.6
 
 
 def test_a_boundary_between_the_classes_wins_where_log_loss_biases_leave_examples_wrong() -> None:

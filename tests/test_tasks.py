@@ -194,6 +194,18 @@ def test_relation_prompt_names_head_and_tail() -> None:
     assert request.candidates == ("works_for", "born_in", "no_relation")
 
 
+def test_the_probe_reads_a_relations_mentions_and_the_words_between_them() -> None:
+    tokens = ["Yesterday", ",", "the", "violin", "was", "made", "by", "a", "maker", "in", "Vienna", "."]
+    example = Example("r1", " ".join(tokens), tuple(tokens), head=Mention("violin", 3, 4),
+                      tail=Mention("a maker", 7, 9))
+    assert re_task().probe_view == "mentions"
+    assert re_task().probe_text(example) == "violin was made by a maker"
+    swapped = Example("r2", example.text, example.tokens, head=example.tail, tail=example.head)
+    assert re_task().probe_text(swapped) == "violin was made by a maker"  # in the sentence's order either way
+    assert classify_task().probe_view == "" and classify_task().probe_text(example) == example.text
+    assert ner_task().probe_view == ""
+
+
 def test_relation_prompt_explains_directed_labels() -> None:
     labels = tuple(LabelInfo(name) for name in ("Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Other"))
     task = task_for(ProjectSettings("re", labels, no_relation="Other"))

@@ -48,12 +48,16 @@ def type_words(types: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 class EntityRecognition:
     scored = False
+    probe_view = ""
 
     def __init__(self, settings: ProjectSettings) -> None:
         self.settings = settings
         self.types = settings.label_names
         self.words = {name: settings.prompt.word(name) for name in self.types}  # what the model writes per type
         self.by_word = {word: name for name, word in self.words.items()}
+
+    def probe_text(self, example: Example) -> str:
+        return example.text
 
     def instruction(self) -> str:
         if self.settings.prompt.instruction:

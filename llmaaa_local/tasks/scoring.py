@@ -24,6 +24,7 @@ class LabelScoring:
     """Base for classification and relation tasks: no free-text parsing, every label is scored."""
 
     scored = True
+    probe_view = ""
 
     def __init__(self, settings: ProjectSettings) -> None:
         self.settings = settings
@@ -32,6 +33,9 @@ class LabelScoring:
 
     def word(self, label: str) -> str:
         return self.settings.prompt.word(label)
+
+    def probe_text(self, example: Example) -> str:
+        return example.text
 
     def parse(self, example: Example, response: ScoreResponse | GenerateResponse) -> Parsed:
         if not isinstance(response, ScoreResponse) or any(
