@@ -163,7 +163,7 @@ class Annotator:
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
         if self.calibration is not None and self.calibration.probe is not None and (
-                embed is None or self.calibration.probe.embedder != _embedder_name(self.probe_embed)):
+                self.probe_embed is None or self.calibration.probe.embedder != _embedder_name(self.probe_embed)):
             self.calibration = None  # its probe reads another embedder's vectors: the next calibration refits it
 
     # --- public ------------------------------------------------------------------------------------------------

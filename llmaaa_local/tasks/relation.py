@@ -40,9 +40,9 @@ class RelationClassification(LabelScoring):
         vector mostly says what the sentence is about (on SemEval-2010, a probe on 100 gold sentences' vectors
         scored micro-F1 0.17 against 0.24-0.31 on their mentions')."""
         assert example.head is not None and example.tail is not None
-        first, last = sorted((example.head, example.tail), key=lambda mention: mention.start)
         if example.tokens is None:
             return example.text
+        first, last = sorted((example.head, example.tail), key=lambda mention: mention.start)
         return " ".join(example.tokens[first.start : max(first.end, last.end)])
 
     def instruction(self) -> str:
