@@ -27,13 +27,14 @@ from typing import Any
 
 from shared_data import DATA, records, rotated, write
 
-from llmaaa_local.annotate import AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.annotate import AnnotateConfig, load_embedder, load_teacher
 from llmaaa_local.config import DEMO_MODES, LabelInfo, ProjectSettings, PromptSettings, TeacherSettings, TrainConfig
 from llmaaa_local.encoding import StudentSpec
 from llmaaa_local.export import ExportConfig, export_student
 from llmaaa_local.labeler import OnnxStudent
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
+from llmaaa_local.session import Session
 from llmaaa_local.store import Artifact
 from llmaaa_local.student import Trainer, load_student, predict, uses_bf16
 from llmaaa_local.tasks import task_for
@@ -84,10 +85,9 @@ def quality(args: argparse.Namespace) -> None:
             TuneConfig(budget=args.budget))
         print(f"tune chose {describe(tuned.chosen.prompt)} ({tuned.metric} {tuned.chosen.score:.3f} on "
               f"{tuned.chosen.n} gold, {tuned.calls} calls) in {time.perf_counter() - started:.0f}s", flush=True)
-    scored = task_for(project.settings).scored  # the calibration's probe reads the embeddings too
-    embed = load_embedder(args.embedder, models, project) if project.settings.prompt.uses_embeddings or scored \
-        else None
-    annotator = Annotator(project, llm, embed)
+    # as `annotate` builds it: kNN demos from --embedder, the probe on whichever pulled embedder wins on gold
+    session = Session(project.root, models, embedder=args.embedder, teacher_factory=lambda *_: llm)
+    annotator = session.annotator(project)
     started = time.perf_counter()
     annotated = annotator.run(AnnotateConfig(ids=tuple(row["id"] for row in pool)))
     print(f"teacher labeled {len(pool)} train examples in {time.perf_counter() - started:.0f}s "

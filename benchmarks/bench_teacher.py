@@ -28,13 +28,14 @@ from typing import Any
 
 from shared_data import DATA, records, write
 
-from llmaaa_local.annotate import CALIBRATION_LIMIT, AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.annotate import CALIBRATION_LIMIT, AnnotateConfig, load_embedder, load_teacher
 from llmaaa_local.calibration import fit
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
 from llmaaa_local.evaluate import evaluate_llm
 from llmaaa_local.llm import LLM
 from llmaaa_local.models import DEFAULT_STUDENT, default_models_dir
 from llmaaa_local.project import Project
+from llmaaa_local.session import Session
 from llmaaa_local.tasks import task_for
 from llmaaa_local.tune import PromptTuner, TuneConfig, describe
 
@@ -110,9 +111,8 @@ def offline_scores(project: Project, llm: LLM, prompt_key: str) -> tuple[float, 
 def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LLM, models: Path, n: int,
         embedder: str, tune_note: str = "") -> None:
     prompt = project.settings.prompt
-    scored = task_for(project.settings).scored
-    embed = load_embedder(embedder, models, project) if prompt.uses_embeddings or scored else None
-    annotator = Annotator(project, llm, embed)
+    # as `annotate` builds it: kNN demos from `embedder`, the probe on whichever pulled embedder wins on gold
+    annotator = Session(project.root, models, embedder=embedder, teacher_factory=lambda *_: llm).annotator(project)
     started = time.perf_counter()
     report = annotator.run(AnnotateConfig(n=n))
     seconds = time.perf_counter() - started
@@ -146,8 +146,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the projects in this folder.")
     parser.add_argument("--embedder", default=DEFAULT_STUDENT,
-                        help="sentence embedder of the annotate rows (kNN demonstrations, the calibration's probe); "
-                             f"tune's kNN variants use {DEFAULT_STUDENT} either way, so a rerun reuses its calls")
+                        help="sentence embedder of the annotate rows (kNN demonstrations; the calibration's probe "
+                             "reads it or another pulled embedder that does better on gold); tune's kNN variants "
+                             f"use {DEFAULT_STUDENT} either way, so a rerun reuses its calls")
     args = parser.parse_args()
     models = default_models_dir()
     llm = load_teacher(TeacherSettings(args.model, n_ctx=4096, threads=args.threads), models)

@@ -20,7 +20,7 @@ from scipy.special import log_softmax
 from .calibration import Calibration, CalibrationFit, fit
 from .config import PromptSettings, TeacherSettings
 from .demos import DemoPool
-from .embedder import StoredEmbedder
+from .embedder import Embed, Embedder, StoredEmbedder
 from .errors import LlmaaaError
 from .llm import (
     LLM,
@@ -135,8 +135,10 @@ class _Asked:
 class Annotator:
     """Runs one model over a project's examples; the task decides prompts and parsing."""
 
-    def __init__(self, project: Project, llm: LLM, embed: Callable[[Sequence[Example]], np.ndarray] | None = None,
-                 prompt: PromptSettings | None = None) -> None:
+    def __init__(self, project: Project, llm: LLM, embed: Embed | None = None, prompt: PromptSettings | None = None,
+                 probe_embeds: Sequence[Embed] | None = None) -> None:
+        """`embed` picks similar demonstrations; the calibration's probe reads whichever of `probe_embeds`
+        (default: `embed`) does best on held-out gold, the first on ties."""
         self.project = project
         self.store = project.store
         self.llm = llm
@@ -146,7 +148,10 @@ class Annotator:
             raise LlmaaaError("the project has no label set yet: import labeled data or re-create it with --labels")
         self.task: Task = task_for(replace(self.settings, prompt=self.prompt))
         self.embed = embed
-        self.probe_embed = _probe_reader(embed, self.task)  # what the calibration's probe embeds
+        # what the calibration's probe may embed, and (after a calibration chose one) what it embeds
+        self.probe_embeds = [_probe_reader(e, self.task) for e in ([embed] if probe_embeds is None else probe_embeds)
+                             if e is not None]
+        self.probe_embed = self.probe_embeds[0] if self.probe_embeds else None
         self.source = f"llm:{llm.name}"
         self.prompt_key = _digest(self.settings.to_dict() | {"prompt": self.prompt.key_fields()})
         if self.prompt.members() and not self.task.scored:
@@ -162,9 +167,10 @@ class Annotator:
         self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors, seed=self.prompt.demo_seed)
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored else None
-        if self.calibration is not None and self.calibration.probe is not None and (
-                self.probe_embed is None or self.calibration.probe.embedder != _embedder_name(self.probe_embed)):
-            self.calibration = None  # its probe reads another embedder's vectors: the next calibration refits it
+        if self.calibration is not None and self.calibration.probe is not None:
+            self.probe_embed = self._probe_reading(self.calibration.probe.embedder)
+            if self.probe_embed is None:
+                self.calibration = None  # its probe reads vectors no embedder here makes: the next calibration refits
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -203,11 +209,12 @@ class Annotator:
         scored = {eid: (scores, baseline) for _, eid, scores, baseline
                   in self.store.scored_annotations(self.llm.model_sha256, self.prompt_key)}
         known = [g for g in gold if g.id in scored and g.label is not None]
-        vectors = self.probe_embed(known) if self.probe_embed is not None and known else None
+        vectors = {_embedder_name(embed): embed(known) for embed in self.probe_embeds} if known else None
         fitted = fit([scored[g.id][0] for g in known], [str(g.label) for g in known], labels,
-                     [scored[g.id][1] for g in known], ignore=self.settings.no_relation, vectors=vectors,
-                     embedder=_embedder_name(self.probe_embed))
+                     [scored[g.id][1] for g in known], ignore=self.settings.no_relation, vectors=vectors)
         self.calibration = fitted.calibration
+        if fitted.calibration.probe is not None:
+            self.probe_embed = self._probe_reading(fitted.calibration.probe.embedder)
         metrics: dict[str, Any] = {
             "n": fitted.n, "method": fitted.method, "raw_accuracy": fitted.raw_accuracy,
             "calibrated_accuracy": fitted.calibrated_accuracy, "loo_accuracy": fitted.loo_accuracy,
@@ -220,6 +227,10 @@ class Annotator:
                                         fitted.calibration.to_dict(), metrics)
             self.recalibrate()
         return fitted
+
+    def _probe_reading(self, name: str) -> Embed | None:
+        """The probe embedder called `name`, if there is one here."""
+        return next((embed for embed in self.probe_embeds if _embedder_name(embed) == name), None)
 
     def recalibrate(self) -> None:
         assert self.calibration is not None
@@ -400,21 +411,17 @@ def load_teacher(settings: TeacherSettings, models_dir: Path) -> LLM:
                         model_sha256=verified_sha256(path, models_dir))
 
 
-def load_embedder(name: str, models_dir: Path, project: Project) -> Callable[[Sequence[Example]], np.ndarray]:
+def load_embedder(name: str, models_dir: Path, project: Project) -> StoredEmbedder:
     """The sentence embedder (kNN demonstrations, the calibration's probe), with vectors cached in the project
-    database; it carries the embedder's `name`."""
-    from .embedder import Embedder
-
+    database; it carries the embedder's `name`, and loads its weights when it first embeds a text."""
     folder = resolve(name, models_dir, "hf")
-    verified_sha256(folder, models_dir)
-    return StoredEmbedder(project.store, Embedder(folder))
+    return StoredEmbedder(project.store, Embedder(folder, verified_sha256(folder, models_dir)))
 
 
-def _probe_reader(embed: Callable[[Sequence[Example]], np.ndarray] | None, task: Task,
-                  ) -> Callable[[Sequence[Example]], np.ndarray] | None:
+def _probe_reader(embed: Embed, task: Task) -> Embed:
     """The embedder of what the calibration's probe reads: the task's `probe_text` of each example (relations: the
     mentions and the words between them), cached apart from the whole texts' vectors."""
-    if embed is None or not task.probe_view:
+    if not task.probe_view:
         return embed
     if isinstance(embed, StoredEmbedder):
         return embed.reading(task.probe_view, task.probe_text)
@@ -436,7 +443,7 @@ def _decoding(request: Request) -> dict[str, object]:
     return {"mode": "score", "sum_logprobs": True}
 
 
-def _embedder_name(embed: Callable[[Sequence[Example]], np.ndarray] | None) -> str:
+def _embedder_name(embed: Embed | None) -> str:
     """Which sentence embedder `embed` runs (`load_embedder`'s carry a name; a bare function has none)."""
     return str(getattr(embed, "name", ""))
 

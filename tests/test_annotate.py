@@ -470,11 +470,20 @@ class NamedEmbed:
         return np.array(rows)
 
 
-def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_row(
-        make_project: MakeProject, write_file: WriteFile) -> None:
-    """The teacher barely tells the labels apart; the embeddings of the 24 gold texts do. Calibration adds the probe,
-    every stored row (gold and pool, older and new) is labeled with it, and an annotator with another embedder does
-    not apply a probe it cannot read."""
+class BlindEmbed(NamedEmbed):
+    """A stand-in sentence embedder whose vectors know nothing of the label, and which records what it embeds."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.seen: list[str] = []
+
+    def __call__(self, examples: Sequence[Example]) -> np.ndarray:
+        self.seen.extend(example.id for example in examples)
+        return np.array([np.random.default_rng(int(example.id[1:]) + 1000).normal(0, 1.0, 4) for example in examples])
+
+
+def weak_teacher_project(make_project: MakeProject, write_file: WriteFile) -> Project:
+    """24 gold and 20 pool texts that start with "good" (positive) or "poor" (negative)."""
     def record(i: int, prefix: str) -> dict[str, Any]:
         label = LABELS[i % 2]
         return {"id": f"{prefix}{i}", "text": f"{'good' if label == 'positive' else 'poor'} text {i}", "label": label}
@@ -482,10 +491,20 @@ def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_
     project = make_project("classify", labels=LABELS, prompt=PromptSettings(demos="none", content_free=False))
     project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
     project.import_corpus(write_file("pool.jsonl", [record(i, "p") for i in range(100, 120)]))
+    return project
 
-    def weak(prompt: Prompt, candidates: Sequence[str]) -> list[float]:  # a coin flip seeded by the text
-        return list(np.random.default_rng(len(prompt.user) * 7 + sum(map(ord, prompt.user))).normal(0, 1.0, 2))
 
+def weak(prompt: Prompt, candidates: Sequence[str]) -> list[float]:
+    """A teacher that barely tells the labels apart: a coin flip seeded by the prompt."""
+    return list(np.random.default_rng(len(prompt.user) * 7 + sum(map(ord, prompt.user))).normal(0, 1.0, 2))
+
+
+def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_row(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """The teacher barely tells the labels apart; the embeddings of the 24 gold texts do. Calibration adds the probe,
+    every stored row (gold and pool, older and new) is labeled with it, and an annotator with another embedder does
+    not apply a probe it cannot read."""
+    project = weak_teacher_project(make_project, write_file)
     embed = NamedEmbed("minilm:test")
     report = Annotator(project, ScriptedLLM(scorer=weak), embed=embed).run(AnnotateConfig(n=20))
     fitted = report.calibration
@@ -494,7 +513,7 @@ def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_
     params, metrics = project.store.calibration("0" * 64, annotation_rows(project)[0]["prompt_key"]) or ({}, {})
     calibration = Calibration.from_dict(params)
     assert calibration.probe is not None and calibration.probe.embedder == "minilm:test"
-    assert "probe on the gold examples' embeddings" in metrics["summary"]
+    assert "probe on the gold examples' minilm embeddings" in metrics["summary"]
     rows = annotation_rows(project)
     assert len(rows) == 44
     vectors = dict(zip([row["example_id"] for row in rows],
@@ -511,6 +530,25 @@ def test_a_probe_on_the_gold_embeddings_joins_a_weak_teacher_and_relabels_every_
     # without an embedder, calibration goes without the probe
     bare = Annotator(project, ScriptedLLM(scorer=weak)).run(AnnotateConfig(n=20)).calibration
     assert bare is not None and bare.probe_weight == 0 and bare.calibration.probe is None
+
+
+def test_the_probe_reads_whichever_embedder_does_best_on_gold_and_only_it_embeds_the_pool(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """Two embedders for the probe, the first blind to the label: the calibration takes the second, its vectors
+    label every row, and the blind one embeds the gold examples only. A later annotator with both applies the stored
+    probe with the second; one without it refits."""
+    project = weak_teacher_project(make_project, write_file)
+    blind, good = BlindEmbed("minilm:blind"), NamedEmbed("mpnet:good")
+    annotator = Annotator(project, ScriptedLLM(scorer=weak), embed=blind, probe_embeds=[blind, good])
+    fitted = annotator.run(AnnotateConfig(n=20)).calibration
+    assert fitted is not None and fitted.calibration.probe is not None
+    assert fitted.calibration.probe.embedder == "mpnet:good" and annotator.probe_embed is good
+    assert [name for name, _ in fitted.probe_scores] == ["minilm:blind", "mpnet:good"]
+    assert set(blind.seen) == {f"g{i}" for i in range(24)}
+    assert evaluate_llm(project, "pool").llm.metrics["accuracy"] >= 0.9
+    again = Annotator(project, ScriptedLLM(), embed=blind, probe_embeds=[blind, good])
+    assert again.calibration == fitted.calibration and again.probe_embed is good
+    assert Annotator(project, ScriptedLLM(), embed=blind, probe_embeds=[blind]).calibration is None
 
 
 class WordEncoder:

@@ -158,12 +158,12 @@ def probe_table(n: int, seed: int, signal: float = 1.0) -> tuple[list[dict[str, 
 def test_a_probe_on_gold_embeddings_is_added_where_it_beats_the_llm_on_held_out_gold() -> None:
     rows, gold, vectors = probe_table(100, seed=0)
     alone = fit(rows, gold, LABELS)
-    fitted = fit(rows, gold, LABELS, vectors=vectors, embedder="minilm:abc")
+    fitted = fit(rows, gold, LABELS, vectors={"minilm:abc": vectors})
     assert alone.probe_weight == 0 and alone.calibration.probe is None
     assert fitted.probe_weight > 0 and fitted.calibration.probe is not None
     assert fitted.calibration.probe.embedder == "minilm:abc"
     assert fitted.loo_score >= alone.loo_score + 0.1
-    assert "probe on the gold examples' embeddings (C=" in fitted.summary()
+    assert "probe on the gold examples' minilm embeddings (C=" in fitted.summary()
     # on new texts from the same source the probe pays too
     new_rows, new_gold, new_vectors = probe_table(400, seed=1)
 
@@ -187,10 +187,29 @@ def test_a_probe_on_embeddings_that_know_nothing_is_not_taken() -> None:
     for row, label in zip(rows, gold, strict=True):
         row[label] += 3.0
     alone = fit(rows, gold, LABELS)
-    fitted = fit(rows, gold, LABELS, vectors=vectors)
+    fitted = fit(rows, gold, LABELS, vectors={"minilm:abc": vectors})
     assert fitted.probe_weight == 0 and fitted.calibration == alone.calibration
     # one label in gold, or too few examples: no probe is even tried
-    assert fit(rows[:6], gold[:6], LABELS, vectors=vectors[:6]).probe_weight == 0
+    assert fit(rows[:6], gold[:6], LABELS, vectors={"minilm:abc": vectors[:6]}).probe_weight == 0
+
+
+def test_the_probe_reads_the_embedder_whose_probe_does_best_on_held_out_gold() -> None:
+    """Two embedders: one whose vectors carry the label, one whose vectors carry nothing. Whichever comes first, the
+    calibration takes the informative one, reports both, and labels new texts with its probe."""
+    rows, gold, informative = probe_table(100, seed=0)
+    _, _, blind = probe_table(100, seed=6, signal=0.0)
+    for order in (("blind:1", "good:1"), ("good:1", "blind:1")):
+        found = {"good:1": informative, "blind:1": blind}
+        fitted = fit(rows, gold, LABELS, vectors={name: found[name] for name in order})
+        assert fitted.calibration.probe is not None and fitted.calibration.probe.embedder == "good:1"
+        assert fitted.loo_score == fit(rows, gold, LABELS, vectors={"good:1": informative}).loo_score
+        assert [name for name, _ in fitted.probe_scores] == list(order)
+        assert dict(fitted.probe_scores)["good:1"] > dict(fitted.probe_scores)["blind:1"]
+        assert "probe on the gold examples' good embeddings" in fitted.summary()
+        assert "probes compared: " in fitted.summary()
+    # the same vectors under two names: the first named wins the tie
+    twins = fit(rows, gold, LABELS, vectors={"first:1": informative, "second:1": informative})
+    assert twins.calibration.probe is not None and twins.calibration.probe.embedder == "first:1"
 
 
 def test_the_probe_fit_in_its_vectors_row_space_is_scikit_learns_on_the_vectors() -> None:
@@ -228,7 +247,7 @@ def test_with_many_labels_and_a_few_examples_each_the_probe_fits_more_strongly(
     strength is chosen on gold, leave-one-out, and the chosen probe labels new texts far better."""
     rows, gold, vectors = label_clusters(5, seed=4)
     labels = sorted(set(gold))
-    fitted = fit(rows, gold, labels, vectors=vectors)
+    fitted = fit(rows, gold, labels, vectors={"minilm:abc": vectors})
     assert fitted.calibration.probe is not None and fitted.calibration.probe.strength > 1
     new_rows, new_gold, new_vectors = label_clusters(20, seed=5)
 
@@ -238,7 +257,7 @@ def test_with_many_labels_and_a_few_examples_each_the_probe_fits_more_strongly(
         return float(np.mean([max(p, key=p.__getitem__) == g for p, g in zip(predicted, new_gold, strict=True)]))
 
     monkeypatch.setattr(calibration_module, "PROBE_STRENGTHS", (1.0,))
-    default = fit(rows, gold, labels, vectors=vectors)
+    default = fit(rows, gold, labels, vectors={"minilm:abc": vectors})
     assert accuracy(fitted.calibration) >= accuracy(default.calibration) + 0.15
     assert accuracy(fitted.calibration) >= 0.6
 

@@ -15,6 +15,7 @@ from llmaaa_local.config import PromptSettings, TeacherSettings
 from llmaaa_local.errors import LlmaaaError
 from llmaaa_local.jobs import Cancelled, JobControl
 from llmaaa_local.llm import ScriptedLLM
+from llmaaa_local.models import REGISTRY
 from llmaaa_local.project import Project
 from llmaaa_local.session import Session
 
@@ -63,6 +64,37 @@ def test_the_embedder_is_needed_for_similarity_demos_over_a_demo_pool_and_option
     sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
     ner.import_gold(write_file("ner.jsonl", sentences), "demo")
     assert session.load_embedder(ner) is None
+
+
+def fake_encoder(models_dir: Path, name: str) -> None:
+    """A registry embedder's folder as `models pull` leaves it, with placeholder weights (an `Embedder` loads its
+    weights at its first embedding only)."""
+    folder = models_dir / REGISTRY[name].target
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(name.encode())
+
+
+def test_the_probe_may_read_every_pulled_sentence_embedder_the_sessions_first(
+        make_project: Callable[..., Project], write_file: Callable[..., Path], tmp_path: Path) -> None:
+    project = make_project("classify", labels=["pos", "neg"], prompt=PromptSettings(demos="none"))
+    project.import_gold(write_file("demo.jsonl", gold(4)), "demo")
+    models = tmp_path / "models"
+    fake_encoder(models, "mpnet-base")
+
+    def names(session: Session) -> list[str]:
+        return [str(getattr(embed, "name", "")).partition(":")[0]
+                for embed in session.load_probe_embedders(project, session.load_embedder(project))]
+
+    # the session's embedder (MiniLM) is not pulled: the probe may still read the one that is
+    assert names(Session(project.root, models)) == ["all-mpnet-base-v2"]
+    fake_encoder(models, "minilm-l6")
+    assert names(Session(project.root, models)) == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+    assert names(Session(project.root, models, embedder="mpnet-base")) == ["all-mpnet-base-v2", "all-MiniLM-L6-v2"]
+    ner = make_project("ner", labels=["PER"], name="ner", prompt=PromptSettings(demos="none"))
+    sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
+    ner.import_gold(write_file("ner.jsonl", sentences), "demo")
+    assert Session(ner.root, models).load_probe_embedders(ner, None) == []  # no label scores, no probe
 
 
 def test_annotate_through_the_session_uses_its_teacher(make_project: Callable[..., Project],
