@@ -9,7 +9,8 @@ seeded 100-example gold demo pool comes from train (IMDb, SemEval) or dev (CoNLL
 Each row annotates in a project of its own, calibrated on the gold pool (scored tasks); `--n-rows` caps the pool for
 the main and default rows (the first N of the same slice), so the slow old prompt can be measured on fewer texts.
 Scored tasks show the calibration without and with the probe on the gold examples' sentence embeddings side by side
-(the same LLM answers; `--embedder` picks the embedder).
+(the same LLM answers; `--embedder` picks the session's embedder, the probe may read any pulled one); NER shows the
+entity F1 with the types the teacher wrote (raw) and with the types annotate chose on gold (+probe).
 
 Usage: python benchmarks/bench_teacher.py [--n 1000] [--n-rows 300] [--datasets imdb,conll,semeval]
        [--rows main,default,tuned] [--model gemma-3-270m] [--threads 2] [--keep DIR] [--budget 800]
@@ -28,8 +29,8 @@ from typing import Any
 
 from shared_data import DATA, records, write
 
-from llmaaa_local.annotate import CALIBRATION_LIMIT, AnnotateConfig, load_embedder, load_teacher
-from llmaaa_local.calibration import fit
+from llmaaa_local.annotate import CALIBRATION_LIMIT, AnnotateConfig, Annotator, load_embedder, load_teacher
+from llmaaa_local.calibration import CalibrationFit, TyperFit, fit
 from llmaaa_local.config import LabelInfo, ProjectSettings, PromptSettings, TeacherSettings
 from llmaaa_local.evaluate import evaluate_llm
 from llmaaa_local.llm import LLM
@@ -108,6 +109,15 @@ def offline_scores(project: Project, llm: LLM, prompt_key: str) -> tuple[float, 
     return results[0], results[1], results[2], results[3]
 
 
+def as_written(project: Project, annotator: Annotator) -> float:
+    """Entity F1 of the pool with the types the teacher wrote (annotate may have re-typed the stored spans)."""
+    references = project.store.reference_labels("pool")
+    written = {eid: spans for _, eid, spans in annotator.written_spans() if eid in references}
+    examples = {e.id: e for e in project.store.examples(ids=list(written))}
+    return float(task_for(project.settings).metrics({i: references[i] for i in written}, dict(written),
+                                                    examples)["f1"])
+
+
 def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LLM, models: Path, n: int,
         embedder: str, tune_note: str = "") -> None:
     prompt = project.settings.prompt
@@ -120,15 +130,21 @@ def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LL
     assert quality is not None
     scores = offline_scores(project, llm, annotator.prompt_key)
     found = float(quality.metrics.get(spec["metric"], 0.0))
-    raw, contextual, alone, calibrated = scores or (found, float("nan"), float("nan"), float("nan"))
+    nan = float("nan")
+    raw, contextual, alone, calibrated = scores or (found, nan, nan, found)
     fit = report.calibration
+    method, loo = "-", nan
+    if isinstance(fit, CalibrationFit):
+        method, loo = f"{fit.method} {fit.probe_weight:g}", fit.loo_score
+    elif isinstance(fit, TyperFit):  # NER: the types as the teacher wrote them, then as annotate chose them
+        method, loo = ("span typer" if fit.typer else "as written"), fit.loo_f1
+        raw = as_written(project, annotator)
     pool_docs = max(report.annotated - (fit.n if fit else 0), 1)
     asked = max(report.annotated, 1)
-    docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else float("nan")
-    method = f"{fit.method} {fit.probe_weight:g}" if fit else "-"
+    docs_per_s = pool_docs / report.llm_seconds if report.llm_seconds else nan
     print(f"{dataset:8} {name:8} {quality.n:5d} {spec['metric']:8} {raw:6.3f} {contextual:7.3f} {alone:6.3f} "
           f"{calibrated:6.3f} {method:>20} "
-          f"{fit.loo_score if fit else float('nan'):8.3f} {quality.parse_error_rate or 0.0:9.1%} "
+          f"{loo:8.3f} {quality.parse_error_rate or 0.0:9.1%} "
           f"{report.tokens_in / asked:8.0f} {report.tokens_evaluated / asked:8.0f} "
           f"{docs_per_s:6.2f} {seconds:7.0f}  {describe(prompt)}{tune_note}", flush=True)
 

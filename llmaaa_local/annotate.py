@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import log_softmax
 
-from .calibration import Calibration, CalibrationFit, fit
+from .calibration import Calibration, CalibrationFit, SpanTyper, TyperFit, fit, fit_typer
 from .config import PromptSettings, TeacherSettings
 from .demos import DemoPool
 from .embedder import Embed, Embedder, StoredEmbedder
@@ -36,8 +36,8 @@ from .llm import (
 )
 from .models import resolve, verified_sha256
 from .project import Project
-from .records import Annotation, Example
-from .spans import spans_to_tags
+from .records import Annotation, Example, Span
+from .spans import label_spans, span_text, spans_to_tags
 from .tasks import Parsed, Task, task_for
 
 Selection = Literal["random", "first"]
@@ -111,7 +111,7 @@ class AnnotateReport:
     annotated: int
     cached: int
     parse_errors: int
-    calibration: CalibrationFit | None
+    calibration: CalibrationFit | TyperFit | None  # NER: the entity types chosen on gold
     tokens_in: int
     tokens_evaluated: int
     tokens_out: int
@@ -166,11 +166,13 @@ class Annotator:
         vectors = embed(demos) if self.prompt.uses_embeddings and demos and embed else None
         self.pool = DemoPool(demos, self.prompt.demos, self.prompt.k, vectors, seed=self.prompt.demo_seed)
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
-        self.calibration = Calibration.from_dict(stored[0]) if stored else None
-        if self.calibration is not None and self.calibration.probe is not None:
-            self.probe_embed = self._probe_reading(self.calibration.probe.embedder)
-            if self.probe_embed is None:
-                self.calibration = None  # its probe reads vectors no embedder here makes: the next calibration refits
+        self.calibration = Calibration.from_dict(stored[0]) if stored and self.task.scored else None
+        self.typer = SpanTyper.from_dict(stored[0]) if stored and stored[0].get("kind") == "span_typer" else None
+        probe = self.calibration.probe if self.calibration is not None else self.typer.probe if self.typer else None
+        if probe is not None:
+            self.probe_embed = self._probe_reading(probe.embedder)
+            if self.probe_embed is None:  # its probe reads vectors no embedder here makes: the next calibration refits
+                self.calibration = self.typer = None
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -186,13 +188,13 @@ class Annotator:
             ) -> AnnotateReport:
         started = time.perf_counter()
         progress = AnnotateProgress(workers=self.llm.workers if isinstance(self.llm, RequestPool) else 1)
-        fitted = None
-        if self.task.scored and config.calibrate:
+        fitted: CalibrationFit | TyperFit | None = None
+        if config.calibrate and (self.task.scored or self.task.typed_spans):
             gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]
             if len(gold) >= 2:
                 progress.stage = "calibrate"
                 self._annotate(gold, progress, on_progress, config.round_id)
-                fitted = self.fit_calibration(gold)
+                fitted = self.fit_calibration(gold) if self.task.scored else self.fit_typer(gold)
         targets = list(self.store.examples(ids=self.select(config)))
         progress.stage = "annotate"
         self._annotate(targets, progress, on_progress, config.round_id)
@@ -227,6 +229,62 @@ class Annotator:
                                         fitted.calibration.to_dict(), metrics)
             self.recalibrate()
         return fitted
+
+    def fit_typer(self, gold: Sequence[Example]) -> TyperFit:
+        """Choose the entity types on gold: as the teacher wrote them, or re-typed by a probe on the gold mentions'
+        embeddings; save the choice and re-type every annotation of this prompt with it."""
+        written = {eid: spans for _, eid, spans in self.written_spans()}
+        known = [g for g in gold if g.id in written and isinstance(g.label, tuple)]
+        encoders = [embed for embed in self.probe_embeds if isinstance(embed, StoredEmbedder)]
+        vectors = {embed.name: (embed.texts([span_text(g, s) for g in known for s in label_spans(g.label)]),
+                                embed.texts([span_text(g, s) for g in known for s in written[g.id]]))
+                   for embed in encoders} if known else None
+        fitted = fit_typer([label_spans(g.label) for g in known], [written[g.id] for g in known],
+                           [len(g.tokens or ()) for g in known], self.settings.label_names, vectors)
+        self.typer = fitted.typer
+        if fitted.typer is not None:
+            self.probe_embed = self._probe_reading(fitted.typer.probe.embedder)
+        method = "span_typer" if fitted.typer else "as_written"
+        metrics = {"n": fitted.n, "method": method, "metric": "f1", "written_f1": fitted.written_f1,
+                   "loo_score": fitted.loo_f1, "summary": fitted.summary()}
+        with self.store.transaction():
+            self.store.save_calibration(self.llm.model_sha256, self.prompt_key, method,
+                                        fitted.typer.to_dict() if fitted.typer else {"kind": method}, metrics)
+            self.retype()
+        return fitted
+
+    def retype(self) -> None:
+        """Every entity annotation of this prompt with the types chosen on gold, its spans as the teacher found
+        them (read again from its stored output)."""
+        rows = self.written_spans()
+        spans = [span for _, _, found in rows for span in found]
+        examples = {e.id: e for e in self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))}
+        if self.typer is None or not spans:
+            retyped = iter(spans)
+        else:
+            texts = [span_text(examples[eid], span) for _, eid, found in rows for span in found]
+            retyped = iter(self.typer.retype(spans, self._span_vectors(texts)))
+        updates = []
+        for annotation_id, example_id, found in rows:
+            label = tuple(next(retyped) for _ in found)
+            updates.append((annotation_id, label, spans_to_tags(label, len(examples[example_id].tokens or ()))))
+        self.store.update_spans(updates)
+
+    def written_spans(self) -> list[tuple[int, str, tuple[Span, ...]]]:
+        """(annotation id, example id, spans with the types the teacher wrote) of this prompt's entity answers."""
+        rows = self.store.generated_annotations(self.llm.model_sha256, self.prompt_key)
+        examples = {e.id: e for e in self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))}
+        found = []
+        for annotation_id, example_id, raw in rows:
+            parsed = self.task.parse(examples[example_id], GenerateResponse(raw, (), Cost(0, 0, 0, 0.0)))
+            if isinstance(parsed.label, tuple):
+                found.append((annotation_id, example_id, parsed.label))
+        return found
+
+    def _span_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """The embeddings of entity mentions' words by the typing probe's embedder (short: not cached)."""
+        assert isinstance(self.probe_embed, StoredEmbedder)
+        return self.probe_embed.texts(texts)
 
     def _probe_reading(self, name: str) -> Embed | None:
         """The probe embedder called `name`, if there is one here."""
@@ -373,7 +431,7 @@ class Annotator:
     def _store(self, asked: _Asked, response: ScoreResponse | GenerateResponse, round_id: int | None) -> Annotation:
         example, demos, max_chars, request = asked.example, asked.demos, asked.max_chars, asked.request
         vector = self._vectors([example]).get(example.id)
-        parsed = self._calibrated(self.task.parse(example, response), vector)
+        parsed = self._calibrated(self.task.parse(example, response), example, vector)
         flags: dict[str, Any] = {}
         if len(example.text) > max_chars:
             flags["truncated_to_chars"] = max_chars
@@ -393,7 +451,10 @@ class Annotator:
         self.store.add_annotation(annotation)
         return annotation
 
-    def _calibrated(self, parsed: Parsed, vector: np.ndarray | None) -> Parsed:
+    def _calibrated(self, parsed: Parsed, example: Example, vector: np.ndarray | None) -> Parsed:
+        if self.typer is not None and isinstance(parsed.label, tuple) and parsed.label:
+            vectors = self._span_vectors([span_text(example, span) for span in parsed.label])
+            return replace(parsed, label=self.typer.retype(parsed.label, vectors))
         if parsed.scores is None or self.calibration is None:
             return parsed
         probabilities = self.calibration.probabilities(parsed.scores, parsed.baseline, vector)

@@ -10,7 +10,7 @@ in what the rest of the gold pool says about a text, and is taken only when it d
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,10 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+
+from .metrics import entity_f1
+from .records import Span
+from .spans import spans_to_tags
 
 _SWEEPS = 3
 # Bounded below: on a separable gold pool the log-loss keeps falling as T -> 0, which would claim certainty.
@@ -122,9 +126,7 @@ class CalibrationFit:
             probe = self.calibration.probe
             line += (f"; a probe on the gold examples' {_model(probe.embedder)} embeddings (C={probe.strength:g}) "
                      f"added at weight {self.probe_weight:g}")
-        if len(self.probe_scores) > 1:
-            line += " (probes compared: " + ", ".join(f"{_model(name)} {value:.3f}" for name, value
-                                                       in self.probe_scores) + ")"
+        line += _compared(self.probe_scores)
         if self.rejected:
             line += f"; {len(self.rejected)} fits rejected for answering one label for nearly everything"
         return line
@@ -209,6 +211,13 @@ def fit(rows: Sequence[Mapping[str, float]], gold: Sequence[str], labels: Sequen
         probe_scores=tuple((name, max(score[key] for key in usable if key[2] == name)) for name in held_out
                            if any(key[2] == name for key in usable)),
     )
+
+
+def _compared(probe_scores: Sequence[tuple[str, float]]) -> str:
+    """The gold scores of the embedders' probes, when there was a choice between them."""
+    if len(probe_scores) < 2:
+        return ""
+    return " (probes compared: " + ", ".join(f"{_model(name)} {value:.3f}" for name, value in probe_scores) + ")"
 
 
 def _model(embedder: str) -> str:
@@ -354,3 +363,109 @@ def _correct(scores: np.ndarray, bias: np.ndarray, y: np.ndarray) -> int:
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     losses = [-np.mean(log_softmax(logits / t, axis=1)[np.arange(len(y)), y]) for t in _TEMPERATURES]
     return float(_TEMPERATURES[int(np.argmin(losses))])
+
+
+# --- entity types: a probe on the gold mentions' embeddings re-types the teacher's spans --------------------------
+
+# How much the type the teacher wrote counts beside the typing probe's log-probabilities, nearest the teacher first.
+TYPE_VOTES = (2.0, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class SpanTyper:
+    """Re-types entity spans: the typing probe's log-probabilities on each span's embedding, plus `vote` for the
+    type the teacher wrote. The spans themselves stay as the teacher found them."""
+
+    probe: Probe  # over the entity types, in the project's order
+    types: tuple[str, ...]
+    vote: float
+
+    def retype(self, spans: Sequence[Span], vectors: np.ndarray) -> tuple[Span, ...]:
+        """`spans` with the types chosen for them; `vectors`: the embedding of each span's words, in order."""
+        if not spans:
+            return tuple(spans)
+        written = np.array([[kind == span.type for kind in self.types] for span in spans], dtype=float)
+        chosen = (self.probe.log_probabilities(vectors) + self.vote * written).argmax(1)
+        return tuple(replace(span, type=self.types[int(k)]) for span, k in zip(spans, chosen, strict=True))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": "span_typer", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpanTyper:
+        probe = data["probe"]
+        return cls(Probe(probe["embedder"], float(probe["weight"]), tuple(tuple(row) for row in probe["coef"]),
+                         tuple(probe["intercept"]), float(probe["strength"])),
+                   tuple(data["types"]), float(data["vote"]))
+
+
+@dataclass(frozen=True)
+class TyperFit:
+    """The entity types chosen on gold: the teacher's as written, or re-typed by a probe (`typer`)."""
+
+    typer: SpanTyper | None
+    n: int  # gold sentences
+    mentions: int  # gold entity mentions the probe learns from
+    written_f1: float  # the gold sentences' entity F1 with the types the teacher wrote
+    loo_f1: float  # with the chosen types, each sentence's spans re-typed by a probe fit without it
+    probe_scores: tuple[tuple[str, float], ...] = ()  # each embedder's best leave-one-out entity F1
+
+    def summary(self) -> str:
+        """One line for `annotate` and `status`."""
+        line = f"entity types on {self.n} gold sentences: "
+        if self.typer is None:
+            line += f"as the teacher wrote them (entity F1 {self.written_f1:.3f}"
+            line += ", no typing probe did better)" if self.probe_scores else ")"
+        else:
+            probe = self.typer.probe
+            line += (f"re-typed by a probe on the {self.mentions} gold mentions' {_model(probe.embedder)} embeddings "
+                     f"(C={probe.strength:g}), the teacher's own type counting {self.typer.vote:g}; leave-one-out "
+                     f"entity F1 {self.loo_f1:.3f} against {self.written_f1:.3f} as written")
+        line += _compared(self.probe_scores)
+        return line
+
+
+def fit_typer(gold: Sequence[Sequence[Span]], written: Sequence[Sequence[Span]], lengths: Sequence[int],
+              types: Sequence[str], vectors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+              ) -> TyperFit:
+    """Choose between the types the teacher wrote on the gold sentences (`written`, its spans) and re-typing its
+    spans with a probe on the gold mentions' embeddings (`vectors`, by embedder in order of preference: the gold
+    spans' vectors in order, then the written spans'), at each strength (PROBE_STRENGTHS) and vote (TYPE_VOTES),
+    by the entity F1 of the gold sentences, each sentence's spans re-typed by a probe fit without it. The types as
+    written win ties."""
+    def score(found: Sequence[Sequence[Span]]) -> float:
+        return entity_f1([spans_to_tags(tuple(s), n) for s, n in zip(gold, lengths, strict=True)],
+                         [spans_to_tags(tuple(s), n) for s, n in zip(found, lengths, strict=True)])["f1"]
+
+    written_f1 = score(written)
+    owner = np.array([i for i, spans in enumerate(gold) for _ in spans])
+    y = np.array([list(types).index(span.type) for spans in gold for span in spans])
+    asked = np.array([i for i, spans in enumerate(written) for _ in spans])
+    kinds = np.array([[kind == span.type for kind in types] for spans in written for span in spans], dtype=float)
+    found: dict[tuple[str, float, float], float] = {}
+    if len(np.unique(y)) >= 2 and len(y) >= 8 and len(asked):
+        for embedder, (known, new) in (vectors or {}).items():
+            basis = _row_space(known)
+            reduced, queries = known @ basis.T, new @ basis.T
+            for strength in PROBE_STRENGTHS:
+                held = np.zeros((len(asked), len(types)))
+                for i in np.unique(asked):
+                    keep = owner != i
+                    if len(np.unique(y[keep])) < 2:
+                        continue
+                    coef, intercept = _logistic(reduced[keep], y[keep], len(types), strength)
+                    held[asked == i] = log_softmax(queries[asked == i] @ coef.T + intercept, axis=1)
+                for vote in TYPE_VOTES:
+                    chosen = iter((held + vote * kinds).argmax(1))
+                    found[(embedder, strength, vote)] = score(
+                        [[replace(span, type=types[int(next(chosen))]) for span in spans] for spans in written])
+    best = max(found, key=found.__getitem__, default=None)  # max keeps the first of equals
+    fitted = TyperFit(None, len(gold), len(y), written_f1, written_f1,
+                      tuple((name, max(v for k, v in found.items() if k[0] == name)) for name in dict.fromkeys(
+                          k[0] for k in found)))
+    if best is None or found[best] <= written_f1:
+        return fitted
+    embedder, strength, vote = best
+    assert vectors is not None
+    probe = Probe.train(vectors[embedder][0], y, len(types), embedder, 1.0, strength)
+    return replace(fitted, typer=SpanTyper(probe, tuple(types), vote), loo_f1=found[best])

@@ -89,3 +89,7 @@ class StoredEmbedder:
 
     def __call__(self, examples: Sequence[Example]) -> np.ndarray:
         return embeddings(self.store, self.embedder, examples, self.name, self.text)
+
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of loose texts such as entity mentions (not examples: not cached)."""
+        return self.embedder.embed(list(texts)) if texts else np.zeros((0, 0), np.float32)

@@ -90,7 +90,8 @@ class Session:
 
     def load_probe_embedders(self, project: Project, embed: Embed | None) -> list[Embed]:
         """What the calibration's probe may read, the first winning ties on gold: `embed` (the session's embedder),
-        then every other sentence embedder pulled into the models folder; none for a task without label scores."""
+        then every other sentence embedder pulled into the models folder; none for a task with neither label
+        scores nor entity types to choose."""
         from .annotate import load_embedder
 
         if not _probed(project):
@@ -202,9 +203,10 @@ def tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> st
 
 
 def _probed(project: Project) -> bool:
-    """A task with label scores and gold examples to fit the calibration's probe on."""
+    """Gold examples to fit the calibration's probe on, for a task with label scores or with entity types."""
     counts = project.status().counts
-    return task_for(project.settings).scored and counts.demo + counts.dev >= 2
+    task = task_for(project.settings)
+    return (task.scored or task.typed_spans) and counts.demo + counts.dev >= 2
 
 
 def _watched(control: JobControl | None, callback: Callable[[P], None] | None) -> Callable[[P], None] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .records import Span
+from .records import Example, Label, Span
 
 # Abbreviations, numbers, words with inner hyphens or apostrophes, else one punctuation character.
 _TOKEN = re.compile(r"(?:[A-Za-z]\.){2,}|\d+(?:[.,:/]\d+)*%?|\w+(?:[-'\u2019]\w+)*|[^\w\s]")
@@ -104,3 +104,14 @@ def check_spans(spans: Sequence[Span], length: int) -> None:
         if span.start < previous_end:
             raise SpanError(f"span {span.to_json()} overlaps the span before it")
         previous_end = span.end
+
+
+def span_text(example: Example, span: Span) -> str:
+    """The words of `span` as its example's text writes them."""
+    assert example.offsets is not None
+    return example.text[example.offsets[span.start][0] : example.offsets[span.end - 1][1]]
+
+
+def label_spans(label: Label | None) -> tuple[Span, ...]:
+    """An NER label's spans (none for a missing or non-NER label)."""
+    return label if isinstance(label, tuple) else ()

@@ -17,7 +17,7 @@ from sqlite_utils.migrations import Migrations
 
 from .config import ProjectSettings, Split
 from .errors import LlmaaaError
-from .records import Annotation, Example, Label, Mention, label_from_json, label_to_json
+from .records import Annotation, Example, Label, Mention, Span, label_from_json, label_to_json
 
 BUSY_TIMEOUT_S = 30.0
 migrations = Migrations("llmaaa_local")
@@ -513,6 +513,24 @@ class Store:
         )
         return [(row[0], label_from_json(row[1]), json.loads(row[2]) if row[2] else None,
                  json.loads(row[3]) if row[3] else None, row[4], row[5]) for row in rows]
+
+    def generated_annotations(self, model_sha256: str, prompt_key: str) -> list[tuple[int, str, str]]:
+        """(annotation id, example id, raw output) of every generated (unscored) answer made under one prompt."""
+        rows = self.db.execute(
+            "SELECT id, example_id, raw_output FROM annotations WHERE model_sha256 = ? AND prompt_key = ? "
+            "AND scores IS NULL AND raw_output IS NOT NULL ORDER BY id",
+            [model_sha256, prompt_key],
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def update_spans(self, updates: Sequence[tuple[int, tuple[Span, ...], list[str]]]) -> None:
+        """Set (annotation id, entity spans, the same as BIO tags) after the entity types were chosen again."""
+        with self.transaction():
+            self.db.conn.executemany(
+                "UPDATE annotations SET label = ?, flags = json_set(coalesce(flags, '{}'), '$.tags', json(?)) "
+                "WHERE id = ?",
+                [(label_to_json(spans), json.dumps(tags), aid) for aid, spans, tags in updates],
+            )
 
     def update_calibrated(self, updates: Sequence[tuple[int, str, dict[str, float], float]]) -> None:
         """Set (annotation id, label, calibrated probabilities, confidence) after a new calibration."""

@@ -16,7 +16,7 @@ import pytest
 from conftest import snapshot
 
 from llmaaa_local.annotate import MIN_CHARS, AnnotateConfig, AnnotateProgress, Annotator
-from llmaaa_local.calibration import Calibration
+from llmaaa_local.calibration import Calibration, TyperFit
 from llmaaa_local.config import PromptSettings
 from llmaaa_local.embedder import StoredEmbedder
 from llmaaa_local.errors import LlmaaaError
@@ -601,6 +601,61 @@ def test_the_probe_of_a_relation_task_reads_the_mentions_and_the_words_between_t
     assert len(project.store.embeddings("words:1#mentions", ids)) == 44
     assert project.store.embeddings("words:1", ids) == {}
     assert evaluate_llm(project, "pool").llm.metrics["f1"] >= 0.9
+
+
+NAMES = {"PER": ["Ann", "Bo", "Cy"], "ORG": ["Acme", "Globex", "Initech"], "LOC": ["Paris", "Rome", "Oslo"]}
+
+
+class MentionEncoder:
+    """A stand-in sentence encoder that knows which type a name is: a direction per type, with seeded noise."""
+
+    name = "mentions:1"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            vector = np.random.default_rng(sum(map(ord, text))).normal(0, 0.5, 6)
+            kind = next((k for k, names in NAMES.items() if text in names), None)
+            if kind is not None:
+                vector[list(NAMES).index(kind)] += 2.0
+            rows.append(vector / np.linalg.norm(vector))
+        return np.array(rows)
+
+
+def test_a_probe_on_the_gold_mentions_re_types_the_entities_of_a_teacher_that_calls_everyone_a_person(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """The teacher finds every entity and types each one PER. Calibration on the gold sentences re-types the spans
+    with a probe on the gold mentions' embeddings: every stored answer (gold and pool) gets the types, its BIO tags
+    follow, its raw output stays, and a later annotator applies the stored choice."""
+    def record(i: int, prefix: str) -> dict[str, Any]:
+        person, org, place = (NAMES[k][(i + j) % 3] for j, k in enumerate(NAMES))
+        return {"id": f"{prefix}{i}", "tokens": [person, "met", org, "in", place, "today", str(i)],
+                "tags": ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]}
+
+    def everyone_a_person(prompt: Prompt, grammar: str) -> str:
+        tokens = prompt.user.rsplit("Text: ", 1)[1].split()
+        return json.dumps([{"span": tokens[k], "type": "PER"} for k in (0, 2, 4)])
+
+    project = make_project("ner", labels=["PER", "ORG", "LOC"], prompt=PromptSettings(demos="none"))
+    project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
+    project.import_corpus(write_file("pool.jsonl", [record(i, "p") for i in range(100, 120)]))
+    embed = StoredEmbedder(project.store, MentionEncoder())  # type: ignore[arg-type]
+    fitted = Annotator(project, ScriptedLLM(generator=everyone_a_person), embed=embed).run(
+        AnnotateConfig(n=20)).calibration
+    assert isinstance(fitted, TyperFit) and fitted.typer is not None
+    assert fitted.written_f1 < 0.4 and fitted.loo_f1 >= 0.9
+    assert evaluate_llm(project, "pool").llm.metrics["f1"] >= 0.9
+    rows = annotation_rows(project)
+    assert len(rows) == 44
+    for row in rows:
+        assert json.loads(row["raw_output"])[1]["type"] == "PER"  # the teacher's answer as it gave it
+        assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]
+    assert "re-typed by a probe on the 72 gold mentions'" in (project.store.latest_calibration() or {})["summary"]
+    assert Annotator(project, ScriptedLLM(), embed=embed).typer == fitted.typer
+    # without an embedder the types stay as written, and every row goes back to them
+    bare = Annotator(project, ScriptedLLM(generator=everyone_a_person)).run(AnnotateConfig(n=20)).calibration
+    assert isinstance(bare, TyperFit) and bare.typer is None
+    assert evaluate_llm(project, "pool").llm.metrics["f1"] < 0.4
 
 
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:

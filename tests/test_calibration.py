@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 import llmaaa_local.calibration as calibration_module
-from llmaaa_local.calibration import Calibration, Probe, fit
+from llmaaa_local.calibration import Calibration, Probe, SpanTyper, fit, fit_typer
+from llmaaa_local.records import Span
 
 LABELS = ("positive", "negative")
 
@@ -351,3 +353,62 @@ def test_without_evidence_the_label_free_fits_collapse_and_a_label_prior_fit_is_
     fitted = fit(rows, gold, ("yes", "no"))
     assert set(fitted.rejected) == {"raw+none", "raw+batch"}
     assert fitted.method == "raw+match"  # the first usable of equals (leave-one-out gets every one wrong)
+
+
+# --- entity types --------------------------------------------------------------------------------------------------
+
+TYPES = ["PER", "ORG", "LOC"]
+
+
+def typed_sentences(n: int, seed: int, right: float, signal: float = 1.0,
+                    ) -> tuple[list[list[Span]], list[list[Span]], list[int], np.ndarray, np.ndarray]:
+    """`n` sentences of 8 tokens with two entities each; the teacher finds every span but writes its true type with
+    probability `right`, else another; 16-dimensional mention vectors near their type's direction (`signal` 0: they
+    know nothing). Returns gold spans, written spans, lengths, the gold mentions' and the written spans' vectors."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(7).normal(0, 1.0, (3, 16))
+    gold, written, kinds = [], [], []
+    for _ in range(n):
+        truth = [TYPES[k] for k in rng.integers(0, 3, 2)]
+        gold.append([Span(1, 3, truth[0]), Span(5, 6, truth[1])])
+        said = [t if rng.random() < right else TYPES[(TYPES.index(t) + int(rng.integers(1, 3))) % 3] for t in truth]
+        written.append([Span(1, 3, said[0]), Span(5, 6, said[1])])
+        kinds.extend(truth)
+    vectors = np.array([signal * centres[TYPES.index(k)] + rng.normal(0, 1.0, 16) for k in kinds])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return gold, written, [8] * n, vectors, vectors  # the teacher found the gold spans: the same words
+
+
+def test_a_probe_on_the_gold_mentions_re_types_a_teacher_that_finds_entities_but_mistypes_them() -> None:
+    gold, written, lengths, known, new = typed_sentences(60, seed=0, right=0.4)
+    fitted = fit_typer(gold, written, lengths, TYPES, {"minilm:abc": (known, new)})
+    assert fitted.typer is not None and fitted.loo_f1 >= fitted.written_f1 + 0.2
+    assert fitted.mentions == 120 and fitted.n == 60
+    assert "re-typed by a probe on the 120 gold mentions' minilm embeddings" in fitted.summary()
+    again = SpanTyper.from_dict(json.loads(json.dumps(fitted.typer.to_dict())))
+    assert again == fitted.typer
+    # new sentences: re-typed, the teacher's spans kept, the types far more often right
+    gold2, written2, _, _, vectors2 = typed_sentences(200, seed=1, right=0.4)
+    retyped, start = [], 0
+    for spans in written2:
+        retyped.append(again.retype(spans, vectors2[start : start + len(spans)]))
+        start += len(spans)
+    assert all([(s.start, s.end) for s in a] == [(s.start, s.end) for s in b]
+               for a, b in zip(retyped, written2, strict=True))
+
+    def right(found: list[Any]) -> float:
+        return float(np.mean([a.type == b.type for spans, truth in zip(found, gold2, strict=True)
+                              for a, b in zip(spans, truth, strict=True)]))
+
+    assert right(retyped) >= right(written2) + 0.3
+    assert again.retype([], np.zeros((0, 16))) == ()
+
+
+def test_the_types_as_written_stay_where_no_typing_probe_does_better_on_gold() -> None:
+    gold, written, lengths, known, new = typed_sentences(60, seed=2, right=0.4, signal=0.0)  # vectors know nothing
+    blind = fit_typer(gold, written, lengths, TYPES, {"blind:1": (known, new)})
+    assert blind.typer is None and blind.loo_f1 == blind.written_f1
+    assert "as the teacher wrote them" in blind.summary()
+    gold, written, lengths, known, new = typed_sentences(60, seed=3, right=1.0)  # a teacher that types right
+    assert fit_typer(gold, written, lengths, TYPES, {"minilm:abc": (known, new)}).typer is None
+    assert fit_typer(gold, written, lengths, TYPES).typer is None  # no embedder

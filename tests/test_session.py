@@ -94,7 +94,7 @@ def test_the_probe_may_read_every_pulled_sentence_embedder_the_sessions_first(
     ner = make_project("ner", labels=["PER"], name="ner", prompt=PromptSettings(demos="none"))
     sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
     ner.import_gold(write_file("ner.jsonl", sentences), "demo")
-    assert Session(ner.root, models).load_probe_embedders(ner, None) == []  # no label scores, no probe
+    assert Session(ner.root, models).load_probe_embedders(ner, None) == []  # one type: nothing to re-type
 
 
 def test_annotate_through_the_session_uses_its_teacher(make_project: Callable[..., Project],

@@ -35,6 +35,12 @@ class Task(Protocol):
         """True when answers are per-label scores (classification, relations) that can be calibrated."""
         ...
 
+    @property
+    def typed_spans(self) -> bool:
+        """True when answers are entity spans of several types, which a probe on the gold mentions' embeddings may
+        re-type (NER)."""
+        ...
+
     # What the calibration's probe embeds of an example: probe_text; probe_view names it when it is not the whole
     # text, so its vectors are cached apart from those of whole texts.
     probe_view: str

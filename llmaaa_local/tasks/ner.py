@@ -18,7 +18,7 @@ from ..config import ProjectSettings
 from ..llm import GenerateRequest, GenerateResponse, Prompt, ScoreResponse
 from ..metrics import entity_f1, entity_f1_by_type
 from ..records import Example, Label, Span
-from ..spans import SpanError, char_to_token_span, check_spans, spans_to_tags, tags_to_spans
+from ..spans import SpanError, char_to_token_span, check_spans, label_spans, span_text, spans_to_tags, tags_to_spans
 from .base import Parsed, label_lines
 
 MAX_ENTITIES = 12
@@ -58,6 +58,10 @@ class EntityRecognition:
 
     def probe_text(self, example: Example) -> str:
         return example.text
+
+    @property
+    def typed_spans(self) -> bool:
+        return len(self.types) >= 2
 
     def instruction(self) -> str:
         if self.settings.prompt.instruction:
@@ -185,8 +189,7 @@ def _complete_items(text: str) -> list[Any] | None:
 
 
 def _surface(example: Example, start: int, end: int) -> str:
-    assert example.offsets is not None
-    return example.text[example.offsets[start][0] : example.offsets[end - 1][1]]
+    return span_text(example, Span(start, end, ""))
 
 
 def _literal(text: str) -> str:
@@ -211,12 +214,8 @@ def _tag_lists(gold: Mapping[str, Label], predicted: Mapping[str, Label], exampl
     """The gold and predicted spans of the same examples as IOB2 tag sequences, for seqeval."""
     ids = list(gold)
     lengths = [len(examples[i].tokens or ()) for i in ids]
-    return ([spans_to_tags(_spans(gold[i]), n) for i, n in zip(ids, lengths, strict=True)],
-            [spans_to_tags(_spans(predicted[i]), n) for i, n in zip(ids, lengths, strict=True)])
-
-
-def _spans(label: Label) -> tuple[Span, ...]:
-    return label if isinstance(label, tuple) else ()
+    return ([spans_to_tags(label_spans(gold[i]), n) for i, n in zip(ids, lengths, strict=True)],
+            [spans_to_tags(label_spans(predicted[i]), n) for i, n in zip(ids, lengths, strict=True)])
 
 
 def _known(spans: tuple[Span, ...], types: Sequence[str]) -> tuple[Span, ...]:
