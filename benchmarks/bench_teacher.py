@@ -193,8 +193,9 @@ def main() -> None:
             project.close()
     print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after the calibration chosen on "
           "the gold pool without the probe on the gold embeddings, +probe = the calibration annotate chose (the probe "
-          "weight after its method; 0: no probe); NER has no label scores to calibrate; tok in/eval: prompt tokens "
-          "per request, and those evaluated after KV prefix reuse; docs/s: pool texts per second of LLM time)",
+          "weight after its method; 0: no probe); NER: raw = the types as the teacher wrote them, +probe = the "
+          "types annotate chose on gold; tok in/eval: prompt tokens per request, and those evaluated after KV prefix "
+          "reuse; docs/s: pool texts per second of LLM time)",
           file=sys.stderr)
 
 

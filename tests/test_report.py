@@ -289,10 +289,10 @@ def test_the_report_builds_for_each_task_and_is_self_contained(task: str, tmp_pa
     assert data.cost.tokens_in[-1] == status.cost.tokens_in > 0
     assert data.cost.tokens_out[-1] == status.cost.tokens_out
     assert np.all(np.diff(data.cost.tokens_evaluated) >= 0)
-    labeled = POOL + (DEMO if task != "ner" else 0)  # scored tasks annotate the demo gold to calibrate
+    labeled = POOL + DEMO  # annotate asks about the demo gold to calibrate (NER: to choose the entity types)
     assert data.reliability is not None and data.reliability.n == labeled
+    assert status.calibration is not None
     if task != "ner":
-        assert status.calibration is not None
         assert np.count_nonzero(data.reliability.counts) >= 3  # the margins spread the confidences
     assert [(found.source, found.where) for found in (data.confusions or data.f1)] == [
         ("LLM", "examples with gold or hidden reference labels"), ("student", "the test split")]
