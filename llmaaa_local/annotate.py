@@ -282,9 +282,12 @@ class Annotator:
         return found
 
     def _span_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """The embeddings of entity mentions' words by the typing probe's embedder (short: not cached)."""
+        """The embeddings of entity mentions' words by the typing probe's embedder, each distinct one embedded once
+        (short texts: not cached in the store)."""
         assert isinstance(self.probe_embed, StoredEmbedder)
-        return self.probe_embed.texts(texts)
+        position = {text: i for i, text in enumerate(dict.fromkeys(texts))}
+        vectors = self.probe_embed.texts(list(position))
+        return vectors[[position[text] for text in texts]] if len(position) < len(texts) else vectors
 
     def _probe_reading(self, name: str) -> Embed | None:
         """The probe embedder called `name`, if there is one here."""
