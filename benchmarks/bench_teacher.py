@@ -112,10 +112,10 @@ def offline_scores(project: Project, llm: LLM, prompt_key: str) -> tuple[float, 
 def as_written(project: Project, annotator: Annotator) -> float:
     """Entity F1 of the pool with the types the teacher wrote (annotate may have re-typed the stored spans)."""
     references = project.store.reference_labels("pool")
-    written = {eid: spans for _, eid, spans in annotator.written_spans() if eid in references}
-    examples = {e.id: e for e in project.store.examples(ids=list(written))}
-    return float(task_for(project.settings).metrics({i: references[i] for i in written}, dict(written),
-                                                    examples)["f1"])
+    rows = [(example, spans) for _, example, spans in annotator.written_spans() if example.id in references]
+    metrics = task_for(project.settings).metrics({e.id: references[e.id] for e, _ in rows},
+                                                 {e.id: spans for e, spans in rows}, {e.id: e for e, _ in rows})
+    return float(metrics["f1"])
 
 
 def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LLM, models: Path, n: int,

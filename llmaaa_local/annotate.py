@@ -233,7 +233,8 @@ class Annotator:
     def fit_typer(self, gold: Sequence[Example]) -> TyperFit:
         """Choose the entity types on gold: as the teacher wrote them, or re-typed by a probe on the gold mentions'
         embeddings; save the choice and re-type every annotation of this prompt with it."""
-        written = {eid: spans for _, eid, spans in self.written_spans()}
+        rows = self.written_spans()
+        written = {example.id: spans for _, example, spans in rows}
         known = [g for g in gold if g.id in written and isinstance(g.label, tuple)]
         encoders = [embed for embed in self.probe_embeds if isinstance(embed, StoredEmbedder)]
         vectors = {embed.name: (embed.texts([span_text(g, s) for g in known for s in label_spans(g.label)]),
@@ -250,35 +251,34 @@ class Annotator:
         with self.store.transaction():
             self.store.save_calibration(self.llm.model_sha256, self.prompt_key, method,
                                         fitted.typer.to_dict() if fitted.typer else {"kind": method}, metrics)
-            self.retype()
+            self.retype(rows)
         return fitted
 
-    def retype(self) -> None:
-        """Every entity annotation of this prompt with the types chosen on gold, its spans as the teacher found
-        them (read again from its stored output)."""
-        rows = self.written_spans()
+    def retype(self, rows: Sequence[tuple[int, Example, tuple[Span, ...]]]) -> None:
+        """Store the entity answers `rows` (`written_spans`: this prompt's, with the types the teacher wrote) with
+        the types chosen on gold, their spans as the teacher found them."""
         spans = [span for _, _, found in rows for span in found]
-        examples = {e.id: e for e in self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))}
         if self.typer is None or not spans:
             retyped = iter(spans)
         else:
-            texts = [span_text(examples[eid], span) for _, eid, found in rows for span in found]
+            texts = [span_text(example, span) for _, example, found in rows for span in found]
             retyped = iter(self.typer.retype(spans, self._span_vectors(texts)))
         updates = []
-        for annotation_id, example_id, found in rows:
+        for annotation_id, example, found in rows:
             label = tuple(next(retyped) for _ in found)
-            updates.append((annotation_id, label, spans_to_tags(label, len(examples[example_id].tokens or ()))))
+            updates.append((annotation_id, label, spans_to_tags(label, len(example.tokens or ()))))
         self.store.update_spans(updates)
 
-    def written_spans(self) -> list[tuple[int, str, tuple[Span, ...]]]:
-        """(annotation id, example id, spans with the types the teacher wrote) of this prompt's entity answers."""
+    def written_spans(self) -> list[tuple[int, Example, tuple[Span, ...]]]:
+        """(annotation id, example, spans with the types the teacher wrote, read again from its stored output) of
+        this prompt's entity answers."""
         rows = self.store.generated_annotations(self.llm.model_sha256, self.prompt_key)
         examples = {e.id: e for e in self.store.examples(ids=list(dict.fromkeys(row[1] for row in rows)))}
         found = []
         for annotation_id, example_id, raw in rows:
             parsed = self.task.parse(examples[example_id], GenerateResponse(raw, (), Cost(0, 0, 0, 0.0)))
             if isinstance(parsed.label, tuple):
-                found.append((annotation_id, example_id, parsed.label))
+                found.append((annotation_id, examples[example_id], parsed.label))
         return found
 
     def _span_vectors(self, texts: Sequence[str]) -> np.ndarray:

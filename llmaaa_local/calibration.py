@@ -58,6 +58,12 @@ class Probe:
     def log_probabilities(self, vectors: np.ndarray) -> np.ndarray:
         return np.asarray(log_softmax(vectors @ np.array(self.coef).T + np.array(self.intercept), axis=1))
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Probe:
+        """A stored probe (one stored before the strength was chosen was fit at scikit-learn's default, 1)."""
+        return cls(data["embedder"], float(data["weight"]), tuple(tuple(row) for row in data["coef"]),
+                   tuple(data["intercept"]), float(data.get("strength", 1.0)))
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -92,9 +98,7 @@ class Calibration:
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         probe = data.get("probe")
         return cls(tuple(data["labels"]), tuple(data["bias"]), float(data["temperature"]),
-                   bool(data.get("contextual", False)),
-                   Probe(probe["embedder"], float(probe["weight"]), tuple(tuple(row) for row in probe["coef"]),
-                         tuple(probe["intercept"]), float(probe.get("strength", 1.0))) if probe else None)
+                   bool(data.get("contextual", False)), Probe.from_dict(probe) if probe else None)
 
 
 @dataclass(frozen=True)
@@ -235,15 +239,25 @@ def _probe_leave_one_out(vectors: np.ndarray, y: np.ndarray, n_labels: int,
     if len(counts) < 2 or len(y) < 8 or (len(counts) == 2 and counts.min() < 2):
         return None, 1.0
     reduced = vectors @ _row_space(vectors).T  # every fold's row space lies in the whole pool's
-    held: dict[float, np.ndarray] = {}
-    for strength in PROBE_STRENGTHS:
-        rows = []
-        for i in range(len(y)):
-            coef, intercept = _logistic(np.delete(reduced, i, 0), np.delete(y, i), n_labels, strength)
-            rows.append(log_softmax(reduced[i] @ coef.T + intercept))
-        held[strength] = np.array(rows)
+    each = np.arange(len(y))
+    held = {strength: _held_out(reduced, y, each, reduced, each, n_labels, strength) for strength in PROBE_STRENGTHS}
     best = max(held, key=lambda strength: measure(held[strength].argmax(1)))  # max keeps the first of equals
     return held[best], best
+
+
+def _held_out(known: np.ndarray, y: np.ndarray, owner: np.ndarray, queries: np.ndarray, asked: np.ndarray,
+              n_labels: int, strength: float) -> np.ndarray:
+    """Each query's label log-probabilities from a probe fit on the `known` vectors of every other group: a query of
+    group g (`asked`) is answered by a probe fit without the known vectors of group g (`owner`). A group whose
+    removal leaves one label keeps zeros."""
+    held = np.zeros((len(queries), n_labels))
+    for group in np.unique(asked):
+        keep = owner != group
+        if len(np.unique(y[keep])) < 2:
+            continue
+        coef, intercept = _logistic(known[keep], y[keep], n_labels, strength)
+        held[asked == group] = log_softmax(queries[asked == group] @ coef.T + intercept, axis=1)
+    return held
 
 
 def _row_space(vectors: np.ndarray) -> np.ndarray:
@@ -393,10 +407,7 @@ class SpanTyper:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SpanTyper:
-        probe = data["probe"]
-        return cls(Probe(probe["embedder"], float(probe["weight"]), tuple(tuple(row) for row in probe["coef"]),
-                         tuple(probe["intercept"]), float(probe["strength"])),
-                   tuple(data["types"]), float(data["vote"]))
+        return cls(Probe.from_dict(data["probe"]), tuple(data["types"]), float(data["vote"]))
 
 
 @dataclass(frozen=True)
@@ -448,13 +459,7 @@ def fit_typer(gold: Sequence[Sequence[Span]], written: Sequence[Sequence[Span]],
             basis = _row_space(known)
             reduced, queries = known @ basis.T, new @ basis.T
             for strength in PROBE_STRENGTHS:
-                held = np.zeros((len(asked), len(types)))
-                for i in np.unique(asked):
-                    keep = owner != i
-                    if len(np.unique(y[keep])) < 2:
-                        continue
-                    coef, intercept = _logistic(reduced[keep], y[keep], len(types), strength)
-                    held[asked == i] = log_softmax(queries[asked == i] @ coef.T + intercept, axis=1)
+                held = _held_out(reduced, y, owner, queries, asked, len(types), strength)
                 for vote in TYPE_VOTES:
                     chosen = iter((held + vote * kinds).argmax(1))
                     found[(embedder, strength, vote)] = score(

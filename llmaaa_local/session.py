@@ -96,7 +96,8 @@ class Session:
 
         if not _probed(project):
             return []
-        others = [load_embedder(name, self.models_dir, project) for name in pulled_embedders(self.models_dir)]
+        others = [load_embedder(name, self.models_dir, project) for name in pulled_embedders(self.models_dir)
+                  if embed is None or name != self.embedder]  # the session's own is `embed`, loaded already
         first = [embed] if embed is not None else []
         return first + [other for other in others if other.name not in {getattr(e, "name", "") for e in first}]
 
