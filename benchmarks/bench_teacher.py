@@ -10,7 +10,8 @@ Each row annotates in a project of its own, calibrated on the gold pool (scored 
 the main and default rows (the first N of the same slice), so the slow old prompt can be measured on fewer texts.
 Scored tasks show the calibration without and with the probe on the gold examples' sentence embeddings side by side
 (the same LLM answers; `--embedder` picks the session's embedder, the probe may read any pulled one); NER shows the
-entity F1 with the types the teacher wrote (raw) and with the types annotate chose on gold (+probe).
+entity F1 with the spans and types the teacher wrote (raw) and as the span rule annotate chose on gold decides
+them (+probe: as written, re-type, drop or mark).
 
 Usage: python benchmarks/bench_teacher.py [--n 1000] [--n-rows 300] [--datasets imdb,conll,semeval]
        [--rows main,default,tuned] [--model gemma-3-270m] [--threads 2] [--keep DIR] [--budget 800]
@@ -110,7 +111,7 @@ def offline_scores(project: Project, llm: LLM, prompt_key: str) -> tuple[float, 
 
 
 def as_written(project: Project, annotator: Annotator) -> float:
-    """Entity F1 of the pool with the types the teacher wrote (annotate may have re-typed the stored spans)."""
+    """Entity F1 of the pool with the spans and types the teacher wrote (annotate may have decided them again)."""
     references = project.store.reference_labels("pool")
     rows = [(example, spans) for _, example, spans in annotator.written_spans() if example.id in references]
     metrics = task_for(project.settings).metrics({e.id: references[e.id] for e, _ in rows},
@@ -136,8 +137,8 @@ def row(name: str, dataset: str, spec: dict[str, Any], project: Project, llm: LL
     method, loo = "-", nan
     if isinstance(fit, CalibrationFit):
         method, loo = f"{fit.method} {fit.probe_weight:g}", fit.loo_score
-    elif isinstance(fit, TyperFit):  # NER: the types as the teacher wrote them, then as annotate chose them
-        method, loo = ("span typer" if fit.typer else "as written"), fit.loo_f1
+    elif isinstance(fit, TyperFit):  # NER: the spans as the teacher wrote them, then as annotate's rule decides
+        method, loo = (fit.typer.rule if fit.typer else "as written"), fit.loo_f1
         raw = as_written(project, annotator)
     pool_docs = max(report.annotated - (fit.n if fit else 0), 1)
     asked = max(report.annotated, 1)
@@ -193,9 +194,9 @@ def main() -> None:
             project.close()
     print(f"(projects in {root}; raw = argmax of the label log-probs, calib. = after the calibration chosen on "
           "the gold pool without the probe on the gold embeddings, +probe = the calibration annotate chose (the probe "
-          "weight after its method; 0: no probe); NER: raw = the types as the teacher wrote them, +probe = the "
-          "types annotate chose on gold; tok in/eval: prompt tokens per request, and those evaluated after KV prefix "
-          "reuse; docs/s: pool texts per second of LLM time)",
+          "weight after its method; 0: no probe); NER: raw = the spans as the teacher wrote them, +probe = "
+          "as the span rule annotate chose on gold decides them; tok in/eval: prompt tokens per request, and those "
+          "evaluated after KV prefix reuse; docs/s: pool texts per second of LLM time)",
           file=sys.stderr)
 
 

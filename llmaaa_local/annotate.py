@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from .llm import (
 from .models import resolve, verified_sha256
 from .project import Project
 from .records import Annotation, Example, Span
-from .spans import label_spans, span_text, spans_to_tags
+from .spans import Gazetteer, label_spans, span_text, spans_to_tags
 from .tasks import Parsed, Task, task_for
 
 Selection = Literal["random", "first"]
@@ -168,6 +169,8 @@ class Annotator:
         stored = self.store.calibration(llm.model_sha256, self.prompt_key)
         self.calibration = Calibration.from_dict(stored[0]) if stored and self.task.scored else None
         self.typer = SpanTyper.from_dict(stored[0]) if stored and stored[0].get("kind") == "span_typer" else None
+        self._mention_cache: dict[str, dict[str, np.ndarray]] = {}  # by embedder, then mention text
+        self._named: Gazetteer | None = None  # the mentions a typer that marks finds again (built when first needed)
         probe = self.calibration.probe if self.calibration is not None else self.typer.probe if self.typer else None
         if probe is not None:
             self.probe_embed = self._probe_reading(probe.embedder)
@@ -189,7 +192,7 @@ class Annotator:
         started = time.perf_counter()
         progress = AnnotateProgress(workers=self.llm.workers if isinstance(self.llm, RequestPool) else 1)
         fitted: CalibrationFit | TyperFit | None = None
-        if config.calibrate and (self.task.scored or self.task.typed_spans):
+        if config.calibrate and (self.task.scored or self.task.entity_spans):
             gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]
             if len(gold) >= 2:
                 progress.stage = "calibrate"
@@ -198,6 +201,8 @@ class Annotator:
         targets = list(self.store.examples(ids=self.select(config)))
         progress.stage = "annotate"
         self._annotate(targets, progress, on_progress, config.round_id)
+        if self.typer is not None and self.typer.marks and progress.done > progress.cached:
+            self.retype(self.written_spans())  # the mentions the new answers named, marked in the earlier ones too
         return AnnotateReport(
             annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,
             calibration=fitted, tokens_in=progress.tokens_in, tokens_evaluated=progress.tokens_evaluated,
@@ -231,18 +236,18 @@ class Annotator:
         return fitted
 
     def fit_typer(self, gold: Sequence[Example]) -> TyperFit:
-        """Choose the entity types on gold: as the teacher wrote them, or re-typed by a probe on the gold mentions'
-        embeddings; save the choice and re-type every annotation of this prompt with it."""
+        """Choose the entity spans on gold: as the teacher wrote them, or passed through a probe on the gold
+        mentions' embeddings (re-typed, filtered, extended); save the choice and apply it to every annotation of
+        this prompt."""
         rows = self.written_spans()
         written = {example.id: spans for _, example, spans in rows}
         known = [g for g in gold if g.id in written and isinstance(g.label, tuple)]
         encoders = [embed for embed in self.probe_embeds if isinstance(embed, StoredEmbedder)]
-        vectors = {embed.name: (embed.texts([span_text(g, s) for g in known for s in label_spans(g.label)]),
-                                embed.texts([span_text(g, s) for g in known for s in written[g.id]]))
-                   for embed in encoders} if known else None
-        fitted = fit_typer([label_spans(g.label) for g in known], [written[g.id] for g in known],
-                           [len(g.tokens or ()) for g in known], self.settings.label_names, vectors)
+        fitted = fit_typer(known, [written[g.id] for g in known], self.settings.label_names,
+                           {embed.name: partial(self._mention_vectors, embed) for embed in encoders},
+                           [_words(example, span) for _, example, spans in rows for span in spans])
         self.typer = fitted.typer
+        self._named = None
         if fitted.typer is not None:
             self.probe_embed = self._probe_reading(fitted.typer.probe.embedder)
         method = "span_typer" if fitted.typer else "as_written"
@@ -255,17 +260,15 @@ class Annotator:
         return fitted
 
     def retype(self, rows: Sequence[tuple[int, Example, tuple[Span, ...]]]) -> None:
-        """Store the entity answers `rows` (`written_spans`: this prompt's, with the types the teacher wrote) with
-        the types chosen on gold, their spans as the teacher found them."""
-        spans = [span for _, _, found in rows for span in found]
-        if self.typer is None or not spans:
-            retyped = iter(spans)
-        else:
-            texts = [span_text(example, span) for _, example, found in rows for span in found]
-            retyped = iter(self.typer.retype(spans, self._span_vectors(texts)))
+        """Store the entity answers `rows` (`written_spans`: this prompt's, with the spans and types the teacher
+        wrote) as the rule chosen on gold decides them; the raw output stays as the teacher gave it."""
+        if self.typer is not None:  # embed every candidate's words in one go
+            self._gazetteer(rows)
+            self._span_vectors([span_text(example, span) for _, example, found in rows
+                                for span, _ in self._candidates(example, found)])
         updates = []
         for annotation_id, example, found in rows:
-            label = tuple(next(retyped) for _ in found)
+            label = self._decided(example, found)
             updates.append((annotation_id, label, spans_to_tags(label, len(example.tokens or ()))))
         self.store.update_spans(updates)
 
@@ -281,13 +284,44 @@ class Annotator:
                 found.append((annotation_id, examples[example_id], parsed.label))
         return found
 
+    def _decided(self, example: Example, written: tuple[Span, ...]) -> tuple[Span, ...]:
+        """The entity spans of one answer (the teacher's `written` spans) as the typer decides them."""
+        if self.typer is None:
+            return written
+        candidates = self._candidates(example, written)
+        if not candidates:
+            return ()
+        vectors = self._span_vectors([span_text(example, span) for span, _ in candidates])
+        return self.typer.retype([span for span, _ in candidates], vectors, [mine for _, mine in candidates])
+
+    def _candidates(self, example: Example, written: tuple[Span, ...]) -> list[tuple[Span, bool]]:
+        """The teacher's spans (True), then, for a typer that marks, the known mentions found again (False)."""
+        found = self._gazetteer().find(example.tokens or (), written) if self.typer and self.typer.marks else ()
+        return [(span, True) for span in written] + [(span, False) for span in found]
+
+    def _gazetteer(self, rows: Sequence[tuple[int, Example, tuple[Span, ...]]] | None = None) -> Gazetteer:
+        """The gold mentions and those the teacher wrote in this prompt's answers (`rows`, else read from the
+        store), gathered once per annotator; new answers add theirs."""
+        if self._named is None:
+            gold = [*self.store.examples("demo"), *self.store.examples("dev")]
+            self._named = Gazetteer([_words(g, span) for g in gold for span in label_spans(g.label)])
+            self._named.add(_words(example, span) for _, example, spans in (
+                self.written_spans() if rows is None else rows) for span in spans)
+        return self._named
+
     def _span_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """The embeddings of entity mentions' words by the typing probe's embedder, each distinct one embedded once
-        (short texts: not cached in the store)."""
+        """The embeddings of entity mentions' words by the typing probe's embedder."""
         assert isinstance(self.probe_embed, StoredEmbedder)
-        position = {text: i for i, text in enumerate(dict.fromkeys(texts))}
-        vectors = self.probe_embed.texts(list(position))
-        return vectors[[position[text] for text in texts]] if len(position) < len(texts) else vectors
+        return self._mention_vectors(self.probe_embed, texts)
+
+    def _mention_vectors(self, embed: StoredEmbedder, texts: Sequence[str]) -> np.ndarray:
+        """Mentions' embeddings, each distinct text embedded once per annotator (names recur across a corpus; short
+        texts are not cached in the store)."""
+        cache = self._mention_cache.setdefault(embed.name, {})
+        new = [text for text in dict.fromkeys(texts) if text not in cache]
+        if new:
+            cache.update(zip(new, embed.texts(new), strict=True))
+        return np.array([cache[text] for text in texts])
 
     def _probe_reading(self, name: str) -> Embed | None:
         """The probe embedder called `name`, if there is one here."""
@@ -455,9 +489,10 @@ class Annotator:
         return annotation
 
     def _calibrated(self, parsed: Parsed, example: Example, vector: np.ndarray | None) -> Parsed:
-        if self.typer is not None and isinstance(parsed.label, tuple) and parsed.label:
-            vectors = self._span_vectors([span_text(example, span) for span in parsed.label])
-            return replace(parsed, label=self.typer.retype(parsed.label, vectors))
+        if self.typer is not None and isinstance(parsed.label, tuple):
+            if self.typer.marks:
+                self._gazetteer().add(_words(example, span) for span in parsed.label)
+            return replace(parsed, label=self._decided(example, parsed.label))
         if parsed.scores is None or self.calibration is None:
             return parsed
         probabilities = self.calibration.probabilities(parsed.scores, parsed.baseline, vector)
@@ -505,6 +540,10 @@ def _decoding(request: Request) -> dict[str, object]:
     if isinstance(request, GenerateRequest):
         return {"mode": "generate", "greedy": True, "max_tokens": request.max_tokens}
     return {"mode": "score", "sum_logprobs": True}
+
+
+def _words(example: Example, span: Span) -> tuple[str, ...]:
+    return tuple((example.tokens or ())[span.start : span.end])
 
 
 def _embedder_name(embed: Embed | None) -> str:

@@ -9,7 +9,7 @@ in what the rest of the gold pool says about a text, and is taken only when it d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from .metrics import entity_f1
-from .records import Span
-from .spans import spans_to_tags
+from .records import Example, Span
+from .spans import Gazetteer, label_spans, span_text, spans_to_tags
 
 _SWEEPS = 3
 # Bounded below: on a separable gold pool the log-loss keeps falling as T -> 0, which would claim certainty.
@@ -378,99 +378,215 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     losses = [-np.mean(log_softmax(logits / t, axis=1)[np.arange(len(y)), y]) for t in _TEMPERATURES]
     return float(_TEMPERATURES[int(np.argmin(losses))])
 
-
-# --- entity types: a probe on the gold mentions' embeddings re-types the teacher's spans --------------------------
+# --- entity spans: a probe on the gold mentions' embeddings re-types, filters and extends the teacher's spans -----
 
 # How much the type the teacher wrote counts beside the typing probe's log-probabilities, nearest the teacher first.
 TYPE_VOTES = (2.0, 1.0, 0.0)
+# What a probe may do to the teacher's spans, compared on gold after the spans as written, the simpler first on
+# ties: re-type them; also drop those it finds no entity (a class of its own, learnt from the teacher's spans on
+# the gold sentences that are no gold mention); also mark the mentions named in the gold or in any of the
+# teacher's answers wherever else they recur, where it finds them entities (a small teacher names "France" in one
+# sentence and misses it in the next).
+SPAN_MODES = ("re-type", "drop", "mark")
 
 
 @dataclass(frozen=True)
 class SpanTyper:
-    """Re-types entity spans: the typing probe's log-probabilities on each span's embedding, plus `vote` for the
-    type the teacher wrote. The spans themselves stay as the teacher found them."""
+    """Chooses each entity span's type, or (`drops`) no entity, by the probe's log-probabilities on the embedding of
+    its words plus `vote` for the type the teacher wrote. With `marks`, mentions found again elsewhere (the
+    gazetteer's) go through the same probe, without a vote."""
 
-    probe: Probe  # over the entity types, in the project's order
+    probe: Probe  # over the entity types in the project's order, then (with `drops`) "no entity"
     types: tuple[str, ...]
     vote: float
+    drops: bool = False
+    marks: bool = False
 
-    def retype(self, spans: Sequence[Span], vectors: np.ndarray) -> tuple[Span, ...]:
-        """`spans` with the types chosen for them; `vectors`: the embedding of each span's words, in order."""
+    @property
+    def rule(self) -> str:
+        """Which of SPAN_MODES it applies."""
+        return "mark" if self.marks else "drop" if self.drops else "re-type"
+
+    def retype(self, spans: Sequence[Span], vectors: np.ndarray, voted: Sequence[bool] | None = None,
+               ) -> tuple[Span, ...]:
+        """The `spans` kept, in text order, with their types; `vectors`: the embedding of each span's words;
+        `voted`: which spans are the teacher's (default all), whose written type gets the vote."""
         if not spans:
-            return tuple(spans)
-        written = np.array([[kind == span.type for kind in self.types] for span in spans], dtype=float)
-        chosen = (self.probe.log_probabilities(vectors) + self.vote * written).argmax(1)
-        return tuple(replace(span, type=self.types[int(k)]) for span, k in zip(spans, chosen, strict=True))
+            return ()
+        return _decide(self.probe.log_probabilities(vectors), spans, voted, self.types, self.vote)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": "span_typer", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SpanTyper:
-        return cls(Probe.from_dict(data["probe"]), tuple(data["types"]), float(data["vote"]))
+        return cls(Probe.from_dict(data["probe"]), tuple(data["types"]), float(data["vote"]),
+                   bool(data.get("drops", False)), bool(data.get("marks", False)))
+
+
+def _decide(log_probabilities: np.ndarray, spans: Sequence[Span], voted: Sequence[bool] | None,
+            types: Sequence[str], vote: float) -> tuple[Span, ...]:
+    """Each span with the type of its highest row entry plus the vote, in text order; a span whose highest entry is
+    past the types (no entity) is dropped."""
+    written = np.array([[kind == span.type for kind in types] for span in spans], dtype=float)
+    if voted is not None:
+        written *= np.asarray(voted, dtype=float)[:, None]
+    scores = log_probabilities.copy()
+    scores[:, : len(types)] += vote * written
+    chosen = scores.argmax(1)
+    return tuple(sorted((replace(span, type=types[int(k)]) for span, k in zip(spans, chosen, strict=True)
+                         if k < len(types)), key=lambda span: span.start))
 
 
 @dataclass(frozen=True)
 class TyperFit:
-    """The entity types chosen on gold: the teacher's as written, or re-typed by a probe (`typer`)."""
+    """The entity spans chosen on gold: the teacher's as written, or passed through a probe (`typer`)."""
 
     typer: SpanTyper | None
     n: int  # gold sentences
     mentions: int  # gold entity mentions the probe learns from
-    written_f1: float  # the gold sentences' entity F1 with the types the teacher wrote
-    loo_f1: float  # with the chosen types, each sentence's spans re-typed by a probe fit without it
+    written_f1: float  # the gold sentences' entity F1 with the spans and types the teacher wrote
+    loo_f1: float  # with the chosen rule, each sentence's spans decided by a probe fit without it
     probe_scores: tuple[tuple[str, float], ...] = ()  # each embedder's best leave-one-out entity F1
+    mode_scores: tuple[tuple[str, float], ...] = ()  # each of SPAN_MODES' best leave-one-out entity F1
+    non_mentions: int = 0  # the teacher's spans (and gazetteer finds) on the gold sentences that are no gold mention
+    named: int = 0  # mentions the gazetteer knows (with `marks`)
 
     def summary(self) -> str:
         """One line for `annotate` and `status`."""
-        line = f"entity types on {self.n} gold sentences: "
+        line = f"entity spans on {self.n} gold sentences: "
         if self.typer is None:
             line += f"as the teacher wrote them (entity F1 {self.written_f1:.3f}"
-            line += ", no typing probe did better)" if self.probe_scores else ")"
+            line += ", no probe did better)" if self.probe_scores else ")"
         else:
-            probe = self.typer.probe
-            line += (f"re-typed by a probe on the {self.mentions} gold mentions' {_model(probe.embedder)} embeddings "
-                     f"(C={probe.strength:g}), the teacher's own type counting {self.typer.vote:g}; leave-one-out "
-                     f"entity F1 {self.loo_f1:.3f} against {self.written_f1:.3f} as written")
+            typer, probe = self.typer, self.typer.probe
+            line += "re-typed"
+            if typer.drops:
+                line += ", dropped where it finds no entity"
+            if typer.marks:
+                line += f", and the {self.named} mentions named in the gold or by the teacher marked where they recur"
+            learnt = f"the {self.mentions} gold mentions'"
+            if typer.drops:
+                learnt += f" and {self.non_mentions} non-mentions'"
+            line += (f", by a probe on {learnt} {_model(probe.embedder)} embeddings (C={probe.strength:g}), the "
+                     f"teacher's own type counting {typer.vote:g}; leave-one-out entity F1 {self.loo_f1:.3f} against "
+                     f"{self.written_f1:.3f} as written")
+        if len(self.mode_scores) > 1:
+            line += " (rules compared: " + ", ".join(f"{name} {value:.3f}" for name, value in self.mode_scores) + ")"
         line += _compared(self.probe_scores)
         return line
 
 
-def fit_typer(gold: Sequence[Sequence[Span]], written: Sequence[Sequence[Span]], lengths: Sequence[int],
-              types: Sequence[str], vectors: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-              ) -> TyperFit:
-    """Choose between the types the teacher wrote on the gold sentences (`written`, its spans) and re-typing its
-    spans with a probe on the gold mentions' embeddings (`vectors`, by embedder in order of preference: the gold
-    spans' vectors in order, then the written spans'), at each strength (PROBE_STRENGTHS) and vote (TYPE_VOTES),
-    by the entity F1 of the gold sentences, each sentence's spans re-typed by a probe fit without it. The types as
-    written win ties."""
+def fit_typer(gold: Sequence[Example], written: Sequence[Sequence[Span]], types: Sequence[str],
+              embedders: Mapping[str, Callable[[Sequence[str]], np.ndarray]] | None = None,
+              named: Iterable[Sequence[str]] = ()) -> TyperFit:
+    """Choose on the gold sentences (`gold`, with the teacher's spans `written` on each) between the spans as the
+    teacher wrote them and each of SPAN_MODES with a probe on the gold mentions' embeddings by one of `embedders`
+    (texts to vectors, in order of preference), at each strength (PROBE_STRENGTHS) and vote (TYPE_VOTES): by the
+    entity F1 of the gold sentences, each sentence's spans decided by a probe fit without it. `named`: the mentions
+    the teacher wrote in any answer, which the "mark" rule finds again (with the gold mentions of the other
+    sentences). The spans as written win ties."""
+    truth = [label_spans(g.label) for g in gold]
+
     def score(found: Sequence[Sequence[Span]]) -> float:
-        return entity_f1([spans_to_tags(tuple(s), n) for s, n in zip(gold, lengths, strict=True)],
-                         [spans_to_tags(tuple(s), n) for s, n in zip(found, lengths, strict=True)])["f1"]
+        return entity_f1([spans_to_tags(s, len(g.tokens or ())) for s, g in zip(truth, gold, strict=True)],
+                         [spans_to_tags(tuple(s), len(g.tokens or ())) for s, g in zip(found, gold, strict=True)])["f1"]
 
     written_f1 = score(written)
-    owner = np.array([i for i, spans in enumerate(gold) for _ in spans])
-    y = np.array([list(types).index(span.type) for spans in gold for span in spans])
-    asked = np.array([i for i, spans in enumerate(written) for _ in spans])
-    kinds = np.array([[kind == span.type for kind in types] for spans in written for span in spans], dtype=float)
-    found: dict[tuple[str, float, float], float] = {}
-    if len(np.unique(y)) >= 2 and len(y) >= 8 and len(asked):
-        for embedder, (known, new) in (vectors or {}).items():
-            basis = _row_space(known)
-            reduced, queries = known @ basis.T, new @ basis.T
-            for strength in PROBE_STRENGTHS:
-                held = _held_out(reduced, y, owner, queries, asked, len(types), strength)
-                for vote in TYPE_VOTES:
-                    chosen = iter((held + vote * kinds).argmax(1))
-                    found[(embedder, strength, vote)] = score(
-                        [[replace(span, type=types[int(next(chosen))]) for span in spans] for spans in written])
-    best = max(found, key=found.__getitem__, default=None)  # max keeps the first of equals
-    fitted = TyperFit(None, len(gold), len(y), written_f1, written_f1,
-                      tuple((name, max(v for k, v in found.items() if k[0] == name)) for name in dict.fromkeys(
-                          k[0] for k in found)))
+    words = [[tuple((g.tokens or ())[s.start : s.end]) for s in spans] for g, spans in zip(gold, truth, strict=True)]
+    named = [tuple(w) for w in named]
+    # each gold sentence's candidates: the teacher's spans (voted), then in "mark" the mentions known without it
+    found_again = [Gazetteer([*named, *(w for j, ws in enumerate(words) if j != i for w in ws)]).find(
+        g.tokens or (), written[i]) for i, g in enumerate(gold)]
+    plans = {mode: _typer_plan(gold, truth, written, found_again if mode == "mark" else None, types,
+                               mode != "re-type") for mode in SPAN_MODES}
+    texts = list(dict.fromkeys(text for plan in plans.values() for text in plan.texts()))
+    found: dict[tuple[str, str, float, float], float] = {}
+    y_types = np.array([list(types).index(s.type) for spans in truth for s in spans])
+    if len(np.unique(y_types)) >= min(2, len(types)) and len(y_types) >= 8 and texts:
+        for embedder, embed in (embedders or {}).items():
+            vectors = dict(zip(texts, embed(texts), strict=True))
+            for mode, plan in plans.items():
+                known, queries = plan.vectors(vectors)
+                if len(np.unique(plan.y)) < 2 or not len(queries):
+                    continue
+                basis = _row_space(known)
+                reduced, asked = known @ basis.T, queries @ basis.T
+                for strength in PROBE_STRENGTHS:
+                    held = _held_out(reduced, plan.y, plan.owner, asked, plan.asked, plan.n_labels, strength)
+                    for vote in TYPE_VOTES:
+                        found[(mode, embedder, strength, vote)] = score(plan.decide(held, types, vote))
+    best = max(sorted(found, key=lambda k: SPAN_MODES.index(k[0])), key=found.__getitem__, default=None)
+    fitted = TyperFit(None, len(gold), len(y_types), written_f1, written_f1,
+                      _best_by(found, 1), (("as written", written_f1), *_best_by(found, 0)))
     if best is None or found[best] <= written_f1:
         return fitted
-    embedder, strength, vote = best
-    assert vectors is not None
-    probe = Probe.train(vectors[embedder][0], y, len(types), embedder, 1.0, strength)
-    return replace(fitted, typer=SpanTyper(probe, tuple(types), vote), loo_f1=found[best])
+    mode, embedder, strength, vote = best
+    plan = plans[mode]
+    assert embedders is not None
+    known, _ = plan.vectors(dict(zip(plan.texts(), embedders[embedder](plan.texts()), strict=True)))
+    probe = Probe.train(known, plan.y, plan.n_labels, embedder, 1.0, strength)
+    typer = SpanTyper(probe, tuple(types), vote, drops=mode != "re-type", marks=mode == "mark")
+    return replace(fitted, typer=typer, loo_f1=found[best], non_mentions=int(np.sum(plan.y == len(types))),
+                   named=len(Gazetteer([*named, *(w for ws in words for w in ws)])) if typer.marks else 0)
+
+
+def _best_by(found: Mapping[tuple[str, str, float, float], float], field: int) -> tuple[tuple[str, float], ...]:
+    """The best score of each mode (`field` 0) or embedder (1), in the order first tried."""
+    return tuple((str(name), max(v for k, v in found.items() if k[field] == name))
+                 for name in dict.fromkeys(k[field] for k in found))
+
+
+@dataclass(frozen=True)
+class _TyperPlan:
+    """One rule's training set (the gold mentions, and with a "no entity" class the candidates that are none) and
+    its queries (each gold sentence's candidates), as texts with their sentence (the leave-one-out group)."""
+
+    known: list[str]
+    y: np.ndarray
+    owner: np.ndarray
+    candidates: list[list[tuple[Span, bool]]]  # per sentence: (span, the teacher's?)
+    query_texts: list[str]
+    asked: np.ndarray
+    n_labels: int
+
+    def texts(self) -> list[str]:
+        return [*self.known, *self.query_texts]
+
+    def vectors(self, by_text: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        def rows(texts: list[str]) -> np.ndarray:
+            return np.array([by_text[t] for t in texts]) if texts else np.zeros((0, 0))
+        return rows(self.known), rows(self.query_texts)
+
+    def decide(self, held: np.ndarray, types: Sequence[str], vote: float) -> list[tuple[Span, ...]]:
+        decided, start = [], 0
+        for candidates in self.candidates:
+            rows = held[start : start + len(candidates)]
+            start += len(candidates)
+            decided.append(_decide(rows, [s for s, _ in candidates], [v for _, v in candidates], types, vote)
+                           if candidates else ())
+        return decided
+
+
+def _typer_plan(gold: Sequence[Example], truth: Sequence[tuple[Span, ...]], written: Sequence[Sequence[Span]],
+                found_again: Sequence[tuple[Span, ...]] | None, types: Sequence[str], drops: bool) -> _TyperPlan:
+    """A rule's plan on the gold sentences: the teacher's spans, plus `found_again` (the gazetteer's) when given;
+    with `drops`, the candidates that are no gold mention train a last class, "no entity"."""
+    known: list[str] = []
+    y: list[int] = []
+    owner: list[int] = []
+    candidates: list[list[tuple[Span, bool]]] = []
+    query_texts: list[str] = []
+    asked: list[int] = []
+    for i, (g, spans) in enumerate(zip(gold, truth, strict=True)):
+        mine = [(s, True) for s in written[i]] + [(s, False) for s in (found_again[i] if found_again else ())]
+        candidates.append(mine)
+        query_texts.extend(span_text(g, s) for s, _ in mine)
+        asked.extend([i] * len(mine))
+        none = [s for s, _ in mine if (s.start, s.end) not in {(t.start, t.end) for t in spans}] if drops else []
+        for s in [*spans, *none]:
+            known.append(span_text(g, s))
+            y.append(types.index(s.type) if s in spans else len(types))
+            owner.append(i)
+    return _TyperPlan(known, np.array(y, dtype=int), np.array(owner, dtype=int), candidates, query_texts,
+                      np.array(asked, dtype=int), len(types) + drops)

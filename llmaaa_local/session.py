@@ -207,7 +207,7 @@ def _probed(project: Project) -> bool:
     """Gold examples to fit the calibration's probe on, for a task with label scores or with entity types."""
     counts = project.status().counts
     task = task_for(project.settings)
-    return (task.scored or task.typed_spans) and counts.demo + counts.dev >= 2
+    return (task.scored or task.entity_spans) and counts.demo + counts.dev >= 2
 
 
 def _watched(control: JobControl | None, callback: Callable[[P], None] | None) -> Callable[[P], None] | None:

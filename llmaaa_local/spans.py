@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .records import Example, Label, Span
 
@@ -115,3 +115,36 @@ def span_text(example: Example, span: Span) -> str:
 def label_spans(label: Label | None) -> tuple[Span, ...]:
     """An NER label's spans (none for a missing or non-NER label)."""
     return label if isinstance(label, tuple) else ()
+
+
+class Gazetteer:
+    """Known mentions as word sequences, found again wherever they recur: left to right, the longest known mention
+    at each position, never over a span already taken."""
+
+    def __init__(self, mentions: Iterable[Sequence[str]] = ()) -> None:
+        self._by_first: dict[str, set[tuple[str, ...]]] = {}
+        self.add(mentions)
+
+    def add(self, mentions: Iterable[Sequence[str]]) -> None:
+        for words in mentions:
+            if words:
+                self._by_first.setdefault(words[0], set()).add(tuple(words))
+
+    def __len__(self) -> int:
+        return sum(len(known) for known in self._by_first.values())
+
+    def find(self, tokens: Sequence[str], taken: Sequence[Span] = ()) -> tuple[Span, ...]:
+        """The known mentions in `tokens` outside the `taken` spans, as untyped spans ("")."""
+        free = [True] * len(tokens)
+        for span in taken:
+            free[span.start : span.end] = [False] * (span.end - span.start)
+        found, start = [], 0
+        while start < len(tokens):
+            ends = [start + len(words) for words in self._by_first.get(tokens[start], ())
+                    if tuple(tokens[start : start + len(words)]) == words and all(free[start : start + len(words)])]
+            if ends:
+                found.append(Span(start, max(ends), ""))
+                start = max(ends)
+            else:
+                start += 1
+        return tuple(found)

@@ -650,12 +650,55 @@ def test_a_probe_on_the_gold_mentions_re_types_the_entities_of_a_teacher_that_ca
     for row in rows:
         assert json.loads(row["raw_output"])[1]["type"] == "PER"  # the teacher's answer as it gave it
         assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]
-    assert "re-typed by a probe on the 72 gold mentions'" in (project.store.latest_calibration() or {})["summary"]
+    assert "re-typed, by a probe on the 72 gold mentions'" in (project.store.latest_calibration() or {})["summary"]
     assert Annotator(project, ScriptedLLM(), embed=embed).typer == fitted.typer
     # without an embedder the types stay as written, and every row goes back to them
     bare = Annotator(project, ScriptedLLM(generator=everyone_a_person)).run(AnnotateConfig(n=20)).calibration
     assert isinstance(bare, TyperFit) and bare.typer is None
     assert evaluate_llm(project, "pool").llm.metrics["f1"] < 0.4
+
+
+def test_the_annotator_drops_the_teachers_non_entities_and_marks_the_names_it_missed(
+        make_project: MakeProject, write_file: WriteFile) -> None:
+    """The teacher types right but never finds a place, and calls "today" an entity: the rule chosen on gold drops
+    "today" and marks the places it knows (from the gold, or from the teacher's other answers) in every stored
+    answer, including a place only the pool names, in the sentence where the teacher missed it too."""
+    def record(i: int, prefix: str, place: str = "") -> dict[str, Any]:
+        person, org, known = (NAMES[k][(i + j) % 3] for j, k in enumerate(NAMES))
+        return {"id": f"{prefix}{i}", "tokens": [person, "met", org, "in", place or known, "today", str(i)],
+                "tags": ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]}
+
+    def no_places(prompt: Prompt, grammar: str) -> str:
+        tokens = prompt.user.rsplit("Text: ", 1)[1].split()
+        said = [(tokens[0], "PER"), (tokens[2], "ORG"), ("today", "LOC")]
+        if tokens[-1] == "221":  # the one answer that names a place: Lima, which no gold sentence has
+            said.append((tokens[4], "LOC"))
+        return json.dumps([{"span": span, "type": kind} for span, kind in said])
+
+    NAMES["LOC"].append("Lima")  # the encoder knows it a place; the gold never names it
+    try:
+        project = make_project("ner", labels=["PER", "ORG", "LOC"], prompt=PromptSettings(demos="none"))
+        project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
+        project.import_corpus(write_file("pool.jsonl", [*(record(i, "p") for i in range(100, 120)),
+                                                        record(220, "p", "Lima"), record(221, "p", "Lima")]))
+        embed = StoredEmbedder(project.store, MentionEncoder())  # type: ignore[arg-type]
+        fitted = Annotator(project, ScriptedLLM(generator=no_places), embed=embed).run(
+            AnnotateConfig(n=22)).calibration
+        assert isinstance(fitted, TyperFit) and fitted.typer is not None
+        assert fitted.typer.drops and fitted.typer.marks
+        assert fitted.written_f1 < 0.7 and fitted.loo_f1 >= 0.95
+        assert evaluate_llm(project, "pool").llm.metrics["f1"] == 1.0  # Lima marked in p220 as well
+        for row in annotation_rows(project):
+            assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]
+            assert "today" in row["raw_output"]  # the teacher's answer as it gave it
+        # a later annotator applies the stored rule to a new answer, with the names known so far
+        project.import_corpus(write_file("more.jsonl", [record(230, "p", "Lima")]))
+        again = Annotator(project, ScriptedLLM(generator=no_places), embed=embed)
+        assert again.typer == fitted.typer
+        again.run(AnnotateConfig(ids=["p230"], calibrate=False))
+        assert annotation_rows(project)[-1]["label"] == [[0, 1, "PER"], [2, 3, "ORG"], [4, 5, "LOC"]]
+    finally:
+        NAMES["LOC"].remove("Lima")
 
 
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:

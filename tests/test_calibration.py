@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,9 @@ from sklearn.linear_model import LogisticRegression
 
 import llmaaa_local.calibration as calibration_module
 from llmaaa_local.calibration import Calibration, Probe, SpanTyper, fit, fit_typer
-from llmaaa_local.records import Span
+from llmaaa_local.metrics import entity_f1
+from llmaaa_local.records import Example, Span
+from llmaaa_local.spans import Gazetteer, label_spans, span_text, spans_to_tags
 
 LABELS = ("positive", "negative")
 
@@ -355,60 +358,140 @@ def test_without_evidence_the_label_free_fits_collapse_and_a_label_prior_fit_is_
     assert fitted.method == "raw+match"  # the first usable of equals (leave-one-out gets every one wrong)
 
 
-# --- entity types --------------------------------------------------------------------------------------------------
+# --- entity spans --------------------------------------------------------------------------------------------------
 
 TYPES = ["PER", "ORG", "LOC"]
+FILLER = [f"w{k}" for k in range(30)]  # the words around the entities
 
 
-def typed_sentences(n: int, seed: int, right: float, signal: float = 1.0,
-                    ) -> tuple[list[list[Span]], list[list[Span]], list[int], np.ndarray, np.ndarray]:
-    """`n` sentences of 8 tokens with two entities each; the teacher finds every span but writes its true type with
-    probability `right`, else another; 16-dimensional mention vectors near their type's direction (`signal` 0: they
-    know nothing). Returns gold spans, written spans, lengths, the gold mentions' and the written spans' vectors."""
+class WorldEncoder:
+    """Embeds a text near its entity type's direction, a filler word near a direction of its own; seeded noise per
+    text, so a text always gets the same vector. `blind`: one vector for every text, nothing to learn."""
+
+    def __init__(self, types: list[str], blind: bool = False) -> None:
+        self.types, self.blind = types, blind
+        self.centres = np.random.default_rng(7).normal(0, 1.0, (len(types) + 1, 16))
+
+    def __call__(self, texts: Any) -> np.ndarray:
+        rows = []
+        for text in texts:
+            kind = next((i for i, t in enumerate(self.types) if text.startswith(t.lower())), len(self.types))
+            if self.blind:
+                rows.append(self.centres[0])
+                continue
+            noise = np.random.default_rng(sum(map(ord, text)) * 31 + len(text)).normal(0, 1.0, 16)
+            rows.append(self.centres[kind] + noise)
+        vectors = np.array(rows)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def world(n: int, seed: int, right: float, types: list[str] | None = None, missed: float = 0.0,
+          spurious: float = 0.0) -> tuple[list[Example], list[tuple[Span, ...]]]:
+    """`n` sentences of 8 words with two entities each, named from 12 names per type (names recur); the teacher
+    misses each entity with probability `missed`, writes its true type with probability `right` (else another),
+    and calls a filler word an entity with probability `spurious`. Returns the gold sentences and its spans."""
+    types = types or TYPES
     rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(7).normal(0, 1.0, (3, 16))
-    gold, written, kinds = [], [], []
-    for _ in range(n):
-        truth = [TYPES[k] for k in rng.integers(0, 3, 2)]
-        gold.append([Span(1, 3, truth[0]), Span(5, 6, truth[1])])
-        said = [t if rng.random() < right else TYPES[(TYPES.index(t) + int(rng.integers(1, 3))) % 3] for t in truth]
-        written.append([Span(1, 3, said[0]), Span(5, 6, said[1])])
-        kinds.extend(truth)
-    vectors = np.array([signal * centres[TYPES.index(k)] + rng.normal(0, 1.0, 16) for k in kinds])
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return gold, written, [8] * n, vectors, vectors  # the teacher found the gold spans: the same words
+    sentences, written = [], []
+    for i in range(n):
+        words = [str(w) for w in rng.choice(FILLER, 8)]
+        kinds = [types[int(k)] for k in rng.integers(0, len(types), 2)]
+        truth = [Span(1, 2, kinds[0]), Span(5, 6, kinds[1])]
+        for span in truth:
+            words[span.start] = f"{span.type.lower()}{int(rng.integers(0, 12))}"
+        said = [replace(span, type=span.type if rng.random() < right else
+                        types[(types.index(span.type) + int(rng.integers(1, len(types)))) % len(types)])
+                for span in truth if rng.random() >= missed]
+        if rng.random() < spurious:
+            said.append(Span(3, 4, types[int(rng.integers(0, len(types)))]))
+        text = " ".join(words)
+        starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
+        offsets = tuple((int(a), int(a) + len(w)) for a, w in zip(starts, words, strict=True))
+        sentences.append(Example(f"s{seed}-{i}", text, tuple(words), offsets, label=tuple(truth), split="demo"))
+        written.append(tuple(sorted(said, key=lambda span: span.start)))
+    return sentences, written
+
+
+def entity_score(sentences: list[Example], found: list[tuple[Span, ...]]) -> float:
+    return entity_f1([spans_to_tags(label_spans(e.label), 8) for e in sentences],
+                     [spans_to_tags(spans, 8) for spans in found])["f1"]
+
+
+def decided(typer: SpanTyper, embed: WorldEncoder, sentences: list[Example], written: list[tuple[Span, ...]],
+            known: Gazetteer | None = None) -> list[tuple[Span, ...]]:
+    """Each sentence's spans as the typer decides them: the teacher's, and with `known`, the mentions found again."""
+    found = []
+    for example, spans in zip(sentences, written, strict=True):
+        again = known.find(example.tokens or (), spans) if known is not None else ()
+        candidates = [*spans, *again]
+        vectors = embed([span_text(example, span) for span in candidates])
+        found.append(typer.retype(candidates, vectors, [True] * len(spans) + [False] * len(again)))
+    return found
 
 
 def test_a_probe_on_the_gold_mentions_re_types_a_teacher_that_finds_entities_but_mistypes_them() -> None:
-    gold, written, lengths, known, new = typed_sentences(60, seed=0, right=0.4)
-    fitted = fit_typer(gold, written, lengths, TYPES, {"minilm:abc": (known, new)})
+    gold, written = world(60, seed=0, right=0.4)
+    embed = WorldEncoder(TYPES)
+    fitted = fit_typer(gold, written, TYPES, {"minilm:abc": embed})
     assert fitted.typer is not None and fitted.loo_f1 >= fitted.written_f1 + 0.2
     assert fitted.mentions == 120 and fitted.n == 60
-    assert "re-typed by a probe on the 120 gold mentions' minilm embeddings" in fitted.summary()
+    # the teacher finds every entity and nothing else: nothing to drop or mark, so the simplest rule of equals
+    assert not fitted.typer.drops and not fitted.typer.marks
+    assert "re-typed, by a probe on the 120 gold mentions' minilm embeddings" in fitted.summary()
     again = SpanTyper.from_dict(json.loads(json.dumps(fitted.typer.to_dict())))
     assert again == fitted.typer
     # new sentences: re-typed, the teacher's spans kept, the types far more often right
-    gold2, written2, _, _, vectors2 = typed_sentences(200, seed=1, right=0.4)
-    retyped, start = [], 0
-    for spans in written2:
-        retyped.append(again.retype(spans, vectors2[start : start + len(spans)]))
-        start += len(spans)
-    assert all([(s.start, s.end) for s in a] == [(s.start, s.end) for s in b]
-               for a, b in zip(retyped, written2, strict=True))
+    gold2, written2 = world(200, seed=1, right=0.4)
+    retyped = decided(again, embed, gold2, written2)
+    assert [[(s.start, s.end) for s in a] for a in retyped] == [[(s.start, s.end) for s in b] for b in written2]
 
-    def right(found: list[Any]) -> float:
-        return float(np.mean([a.type == b.type for spans, truth in zip(found, gold2, strict=True)
-                              for a, b in zip(spans, truth, strict=True)]))
+    def right(found: list[tuple[Span, ...]]) -> float:
+        return float(np.mean([a.type == b.type for spans, example in zip(found, gold2, strict=True)
+                              for a, b in zip(spans, label_spans(example.label), strict=True)]))
 
     assert right(retyped) >= right(written2) + 0.3
     assert again.retype([], np.zeros((0, 16))) == ()
 
 
-def test_the_types_as_written_stay_where_no_typing_probe_does_better_on_gold() -> None:
-    gold, written, lengths, known, new = typed_sentences(60, seed=2, right=0.4, signal=0.0)  # vectors know nothing
-    blind = fit_typer(gold, written, lengths, TYPES, {"blind:1": (known, new)})
+def test_the_probe_drops_what_is_no_entity_and_marks_the_names_the_teacher_missed() -> None:
+    """A teacher that types right but misses half the entities and calls a filler word an entity in half the
+    sentences: the chosen rule drops what the probe finds no entity and marks the names known from the gold or the
+    teacher's other answers; on new sentences F1 rises far above the teacher's."""
+    gold, written = world(60, seed=4, right=1.0, missed=0.5, spurious=0.5)
+    embed = WorldEncoder(TYPES)
+    fitted = fit_typer(gold, written, TYPES, {"minilm:abc": embed})
+    assert fitted.typer is not None and fitted.typer.drops and fitted.typer.marks
+    assert fitted.loo_f1 >= fitted.written_f1 + 0.15
+    assert [name for name, _ in fitted.mode_scores] == ["as written", "re-type", "drop", "mark"]
+    assert "dropped where it finds no entity, and the" in fitted.summary()
+    assert SpanTyper.from_dict(json.loads(json.dumps(fitted.typer.to_dict()))) == fitted.typer
+    new, said = world(200, seed=5, right=1.0, missed=0.5, spurious=0.5)
+    known = Gazetteer((e.tokens or ())[s.start : s.end] for e in gold for s in label_spans(e.label))
+    known.add((e.tokens or ())[s.start : s.end] for e, spans in zip(new, said, strict=True) for s in spans)
+    found = decided(fitted.typer, embed, new, said, known)
+    assert entity_score(new, found) >= entity_score(new, said) + 0.2
+    assert not any(span.start == 3 for spans in found for span in spans)  # no filler word left an entity
+    # with one entity type, nothing to re-type, still spans to drop and to mark
+    gold, written = world(60, seed=6, right=1.0, types=["PER"], missed=0.5, spurious=0.5)
+    single = fit_typer(gold, written, ["PER"], {"minilm:abc": WorldEncoder(["PER"])})
+    assert single.typer is not None and single.typer.marks and single.loo_f1 >= single.written_f1 + 0.15
+
+
+def test_the_spans_as_written_stay_where_no_probe_does_better_on_gold() -> None:
+    gold, written = world(60, seed=2, right=0.4, spurious=0.3)
+    blind = fit_typer(gold, written, TYPES, {"blind:1": WorldEncoder(TYPES, blind=True)})  # vectors know nothing
     assert blind.typer is None and blind.loo_f1 == blind.written_f1
     assert "as the teacher wrote them" in blind.summary()
-    gold, written, lengths, known, new = typed_sentences(60, seed=3, right=1.0)  # a teacher that types right
-    assert fit_typer(gold, written, lengths, TYPES, {"minilm:abc": (known, new)}).typer is None
-    assert fit_typer(gold, written, lengths, TYPES).typer is None  # no embedder
+    gold, written = world(60, seed=3, right=1.0)  # a teacher that finds and types every entity right
+    assert fit_typer(gold, written, TYPES, {"minilm:abc": WorldEncoder(TYPES)}).typer is None
+    assert fit_typer(gold, written, TYPES).typer is None  # no embedder
+
+
+def test_the_gazetteer_finds_the_longest_known_mention_left_to_right_outside_taken_spans() -> None:
+    known = Gazetteer([["New", "York"], ["New", "York", "Times"], ["York"], ["Paris"], []])
+    tokens = "the New York Times in New York and York , Paris".split()
+    assert len(known) == 4
+    assert known.find(tokens) == (Span(1, 4, ""), Span(5, 7, ""), Span(8, 9, ""), Span(10, 11, ""))
+    assert known.find(tokens, [Span(1, 2, "ORG"), Span(9, 11, "LOC")]) == (Span(2, 3, ""), Span(5, 7, ""),
+                                                                             Span(8, 9, ""))
+    assert known.find([]) == ()

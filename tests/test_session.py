@@ -56,14 +56,16 @@ def test_the_embedder_is_needed_for_similarity_demos_over_a_demo_pool_and_option
                    {"prompt": PromptSettings(demos="none"), "tuning": True}):
         with pytest.raises(LlmaaaError, match="missing-embedder"):  # it is looked for, and not found
             session.load_embedder(project, **needed)  # type: ignore[arg-type]
-    # when it is there, a scored task with gold gets it for the probe whatever its demos; NER has no probe
+    # when it is there, a scored task or NER with gold gets it for the probe whatever its demos; without gold, none
     loaded = object()
     monkeypatch.setattr("llmaaa_local.annotate.load_embedder", lambda name, models_dir, project: loaded)
     assert session.load_embedder(project, PromptSettings(demos="none")) is loaded
+    sentence = {"tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]}
     ner = make_project("ner", labels=["PER"], name="ner", prompt=PromptSettings(demos="none"))
-    sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
-    ner.import_gold(write_file("ner.jsonl", sentences), "demo")
-    assert session.load_embedder(ner) is None
+    ner.import_gold(write_file("ner.jsonl", [{"id": "n0", **sentence}]), "demo")
+    assert session.load_embedder(ner) is None  # one gold sentence: nothing to choose on
+    ner.import_gold(write_file("ner2.jsonl", [{"id": f"n{i}", **sentence} for i in range(1, 4)]), "demo")
+    assert session.load_embedder(ner) is loaded  # even one entity type: the probe may drop and mark spans
 
 
 def fake_encoder(models_dir: Path, name: str) -> None:
@@ -91,10 +93,8 @@ def test_the_probe_may_read_every_pulled_sentence_embedder_the_sessions_first(
     fake_encoder(models, "minilm-l6")
     assert names(Session(project.root, models)) == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
     assert names(Session(project.root, models, embedder="mpnet-base")) == ["all-mpnet-base-v2", "all-MiniLM-L6-v2"]
-    ner = make_project("ner", labels=["PER"], name="ner", prompt=PromptSettings(demos="none"))
-    sentences = [{"id": f"n{i}", "tokens": ["Ann", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]} for i in range(4)]
-    ner.import_gold(write_file("ner.jsonl", sentences), "demo")
-    assert Session(ner.root, models).load_probe_embedders(ner, None) == []  # one type: nothing to re-type
+    text = make_project("classify", labels=["pos", "neg"], name="text", prompt=PromptSettings(demos="none"))
+    assert Session(text.root, models).load_probe_embedders(text, None) == []  # no gold: nothing to choose on
 
 
 def test_annotate_through_the_session_uses_its_teacher(make_project: Callable[..., Project],

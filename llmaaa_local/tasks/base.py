@@ -36,9 +36,9 @@ class Task(Protocol):
         ...
 
     @property
-    def typed_spans(self) -> bool:
-        """True when answers are entity spans of several types, which a probe on the gold mentions' embeddings may
-        re-type (NER)."""
+    def entity_spans(self) -> bool:
+        """True when answers are entity spans, which a probe on the gold mentions' embeddings may re-type, filter
+        and extend (NER)."""
         ...
 
     # What the calibration's probe embeds of an example: probe_text; probe_view names it when it is not the whole

@@ -59,9 +59,7 @@ class EntityRecognition:
     def probe_text(self, example: Example) -> str:
         return example.text
 
-    @property
-    def typed_spans(self) -> bool:
-        return len(self.types) >= 2
+    entity_spans = True
 
     def instruction(self) -> str:
         if self.settings.prompt.instruction:

@@ -24,7 +24,7 @@ class LabelScoring:
     """Base for classification and relation tasks: no free-text parsing, every label is scored."""
 
     scored = True
-    typed_spans = False
+    entity_spans = False
     probe_view = ""
 
     def __init__(self, settings: ProjectSettings) -> None:
