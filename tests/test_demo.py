@@ -23,6 +23,7 @@ def test_demo_runs_every_step_and_leaves_a_labeled_project(tmp_path: Path, model
                              "--dir", str(folder), "--threads", "2"], capture_output=True, text=True, check=False)
     output = result.stdout
     assert result.returncode == 0, output + result.stderr[-3000:]
+    assert "mpnet-base: " in output  # a default model: the calibration's probe may read it
     assert "3. tuned the prompt on the gold demos" in output
     assert "4. the teacher (gemma-3-270m) labels 120 reviews with that prompt" in output
     steps = [line.split(".")[0] for line in output.splitlines() if line[:1].isdigit()]
