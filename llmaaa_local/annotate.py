@@ -192,16 +192,21 @@ class Annotator:
         started = time.perf_counter()
         progress = AnnotateProgress(workers=self.llm.workers if isinstance(self.llm, RequestPool) else 1)
         fitted: CalibrationFit | TyperFit | None = None
-        if config.calibrate and (self.task.scored or self.task.entity_spans):
-            gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]
-            if len(gold) >= 2:
-                progress.stage = "calibrate"
-                self._annotate(gold, progress, on_progress, config.round_id)
-                fitted = self.fit_calibration(gold) if self.task.scored else self.fit_typer(gold)
+        gold = [*self.store.examples("demo"), *self.store.examples("dev")][:CALIBRATION_LIMIT]
+        if config.calibrate and (self.task.scored or self.task.entity_spans) and len(gold) >= 2:
+            progress.stage = "calibrate"
+            self._annotate(gold, progress, on_progress, config.round_id)
+            fitted = self.fit_calibration(gold) if self.task.scored else self.fit_typer(gold)
         targets = list(self.store.examples(ids=self.select(config)))
         progress.stage = "annotate"
+        asked = progress.done - progress.cached
         self._annotate(targets, progress, on_progress, config.round_id)
-        if self.typer is not None and self.typer.marks and progress.done > progress.cached:
+        if isinstance(fitted, TyperFit) and progress.done - progress.cached > asked:
+            # the entity rule chosen again with the names the new answers gave (the mark rule finds them again,
+            # and what they find in the gold sentences teaches the probe what is no entity)
+            progress.stage = "calibrate"
+            fitted = self.fit_typer(gold)
+        elif self.typer is not None and self.typer.marks and progress.done - progress.cached > asked:
             self.retype(self.written_spans())  # the mentions the new answers named, marked in the earlier ones too
         return AnnotateReport(
             annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,

@@ -671,11 +671,11 @@ def test_the_annotator_drops_the_teachers_non_entities_and_marks_the_names_it_mi
     def no_places(prompt: Prompt, grammar: str) -> str:
         tokens = prompt.user.rsplit("Text: ", 1)[1].split()
         said = [(tokens[0], "PER"), (tokens[2], "ORG"), ("today", "LOC")]
-        if tokens[-1] == "221":  # the one answer that names a place: Lima, which no gold sentence has
+        if tokens[-1] in ("221", "241"):  # the answers that name a place no gold sentence has
             said.append((tokens[4], "LOC"))
         return json.dumps([{"span": span, "type": kind} for span, kind in said])
 
-    NAMES["LOC"].append("Lima")  # the encoder knows it a place; the gold never names it
+    NAMES["LOC"].extend(["Lima", "Kyiv"])  # the encoder knows them places; the gold never names them
     try:
         project = make_project("ner", labels=["PER", "ORG", "LOC"], prompt=PromptSettings(demos="none"))
         project.import_gold(write_file("demo.jsonl", [record(i, "g") for i in range(24)]), "demo")
@@ -687,18 +687,25 @@ def test_the_annotator_drops_the_teachers_non_entities_and_marks_the_names_it_mi
         assert isinstance(fitted, TyperFit) and fitted.typer is not None
         assert fitted.typer.drops and fitted.typer.marks
         assert fitted.written_f1 < 0.7 and fitted.loo_f1 >= 0.95
+        # chosen again after the pool's answers came in: the 9 gold names, the teacher's "today", and Lima
+        assert fitted.named == 11
         assert evaluate_llm(project, "pool").llm.metrics["f1"] == 1.0  # Lima marked in p220 as well
         for row in annotation_rows(project):
             assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]
             assert "today" in row["raw_output"]  # the teacher's answer as it gave it
-        # a later annotator applies the stored rule to a new answer, with the names known so far
-        project.import_corpus(write_file("more.jsonl", [record(230, "p", "Lima")]))
+        # a later annotator applies the stored rule to new answers, with the names known so far and those they give:
+        # Kyiv, missed in p240 (asked first), named in p241
+        project.import_corpus(write_file("more.jsonl", [record(230, "p", "Lima"), record(240, "p", "Kyiv"),
+                                                         record(241, "p", "Kyiv")]))
         again = Annotator(project, ScriptedLLM(generator=no_places), embed=embed)
         assert again.typer == fitted.typer
-        again.run(AnnotateConfig(ids=["p230"], calibrate=False))
-        assert annotation_rows(project)[-1]["label"] == [[0, 1, "PER"], [2, 3, "ORG"], [4, 5, "LOC"]]
+        again.run(AnnotateConfig(ids=["p230", "p240", "p241"], calibrate=False))
+        labels = {row["example_id"]: row["label"] for row in annotation_rows(project)}
+        for example_id in ("p230", "p240", "p241"):
+            assert labels[example_id] == [[0, 1, "PER"], [2, 3, "ORG"], [4, 5, "LOC"]], example_id
     finally:
         NAMES["LOC"].remove("Lima")
+        NAMES["LOC"].remove("Kyiv")
 
 
 def test_no_calibrate_keeps_the_raw_lean(make_project: MakeProject, write_file: WriteFile) -> None:
