@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from .calibration import Calibration, CalibrationFit, SpanTyper, TyperFit, fit, fit_typer
-from .config import PromptSettings, TeacherSettings
+from .config import PromptSettings, Split, TeacherSettings
 from .demos import DemoPool
 from .embedder import Embed, Embedder, StoredEmbedder
 from .errors import LlmaaaError
@@ -42,6 +42,7 @@ from .spans import Gazetteer, label_spans, span_text, spans_to_tags
 from .tasks import Parsed, Task, task_for
 
 Selection = Literal["random", "first"]
+_NAMING_SPLITS: tuple[Split, ...] = ("demo", "dev")  # whose gold mentions NER's mark rule finds again in the answers
 MIN_CHARS = 100
 CALIBRATION_LIMIT = 200
 
@@ -300,15 +301,17 @@ class Annotator:
         return self.typer.retype([span for span, _ in candidates], vectors, [mine for _, mine in candidates])
 
     def _candidates(self, example: Example, written: tuple[Span, ...]) -> list[tuple[Span, bool]]:
-        """The teacher's spans (True), then, for a typer that marks, the known mentions found again (False)."""
-        found = self._gazetteer().find(example.tokens or (), written) if self.typer and self.typer.marks else ()
+        """The teacher's spans (True), then, for a typer that marks, the known mentions found again (False); not in
+        the gold examples the gazetteer learnt from, whose answers would find their own gold mentions."""
+        marks = self.typer is not None and self.typer.marks and example.split not in _NAMING_SPLITS
+        found = self._gazetteer().find(example.tokens or (), written) if marks else ()
         return [(span, True) for span in written] + [(span, False) for span in found]
 
     def _gazetteer(self, rows: Sequence[tuple[int, Example, tuple[Span, ...]]] | None = None) -> Gazetteer:
         """The gold mentions and those the teacher wrote in this prompt's answers (`rows`, else read from the
         store), gathered once per annotator; new answers add theirs."""
         if self._named is None:
-            gold = [*self.store.examples("demo"), *self.store.examples("dev")]
+            gold = [example for split in _NAMING_SPLITS for example in self.store.examples(split)]
             self._named = Gazetteer([_words(g, span) for g in gold for span in label_spans(g.label)])
             self._named.add(_words(example, span) for _, example, spans in (
                 self.written_spans() if rows is None else rows) for span in spans)

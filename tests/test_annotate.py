@@ -691,7 +691,9 @@ def test_the_annotator_drops_the_teachers_non_entities_and_marks_the_names_it_mi
         assert fitted.named == 11
         assert evaluate_llm(project, "pool").llm.metrics["f1"] == 1.0  # Lima marked in p220 as well
         for row in annotation_rows(project):
-            assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", "B-LOC", "O", "O"]
+            # a gold sentence's answer is not marked from the gazetteer its own gold mentions are in
+            place = "B-LOC" if row["example_id"].startswith("p") else "O"
+            assert row["flags"]["tags"] == ["B-PER", "O", "B-ORG", "O", place, "O", "O"], row["example_id"]
             assert "today" in row["raw_output"]  # the teacher's answer as it gave it
         # a later annotator applies the stored rule to new answers, with the names known so far and those they give:
         # Kyiv, missed in p240 (asked first), named in p241
