@@ -14,6 +14,7 @@ entity F1 with the spans and types the teacher wrote (raw) and as the span rule 
 them (+probe: as written, re-type, drop or mark).
 
 Usage: python benchmarks/bench_teacher.py [--n 1000] [--n-rows 300] [--datasets imdb,conll,semeval]
+       (conll-per: CoNLL-2003 with PER as the only entity type)
        [--rows main,default,tuned] [--model gemma-3-270m] [--threads 2] [--keep DIR] [--budget 800]
        [--embedder minilm-l6]
 """
@@ -52,12 +53,23 @@ DATASETS: dict[str, dict[str, Any]] = {
         "task": "ner", "pool": "conll2003/test.jsonl", "gold": "conll2003/dev.jsonl",
         "labels": [LabelInfo(name) for name in ("PER", "ORG", "LOC", "MISC")], "metric": "f1",
     },
+    "conll-per": {  # one entity type: CoNLL-2003 with every other type's tags made O
+        "task": "ner", "pool": "conll2003/test.jsonl", "gold": "conll2003/dev.jsonl",
+        "labels": [LabelInfo("PER")], "metric": "f1", "only": "PER",
+    },
     "semeval": {
         "task": "re", "pool": "semeval2010_task8/test.jsonl", "gold": "semeval2010_task8/train.jsonl",
         "labels": None, "no_relation": "Other", "metric": "f1",
     },
 }
 MAIN = PromptSettings(demos="knn", k=4, clip="head", max_chars=4000)
+
+
+def only(rows: list[dict[str, Any]], kind: str | None) -> list[dict[str, Any]]:
+    """NER records with the tags of every type but `kind` made O (all of them unchanged without one)."""
+    if kind is None:
+        return rows
+    return [{**row, "tags": [tag if tag[2:] == kind else "O" for tag in row["tags"]]} for row in rows]
 
 
 def settings_for(spec: dict[str, Any], data: Path, prompt: PromptSettings) -> ProjectSettings:
@@ -177,8 +189,8 @@ def main() -> None:
           flush=True)
     for name in args.datasets.split(","):
         spec = DATASETS[name]
-        pool = random.Random(1).sample(records(args.data / spec["pool"]), args.n)
-        gold = random.Random(2).sample(records(args.data / spec["gold"]), args.gold)
+        pool = only(random.Random(1).sample(records(args.data / spec["pool"]), args.n), spec.get("only"))
+        gold = only(random.Random(2).sample(records(args.data / spec["gold"]), args.gold), spec.get("only"))
         for kind in args.rows.split(","):
             prompt = MAIN if kind == "main" else PromptSettings()
             size = args.n if kind == "tuned" else min(args.n_rows, args.n)

@@ -460,11 +460,13 @@ class TyperFit:
             line += ", no probe did better)" if self.probe_scores else ")"
         else:
             typer, probe = self.typer, self.typer.probe
-            line += "re-typed"
+            done = ["re-typed"] if len(typer.types) > 1 else []  # one type: nothing to re-type
             if typer.drops:
-                line += ", dropped where it finds no entity"
+                done.append("dropped where it finds no entity")
             if typer.marks:
-                line += f", and the {self.named} mentions named in the gold or by the teacher marked where they recur"
+                done.append(f"{'and ' if done else ''}the {self.named} mentions named in the gold or by the teacher "
+                            "marked where they recur")
+            line += ", ".join(done)
             learnt = f"the {self.mentions} gold mentions'"
             if typer.drops:
                 learnt += f" and {self.non_mentions} non-mentions'"

@@ -475,6 +475,7 @@ def test_the_probe_drops_what_is_no_entity_and_marks_the_names_the_teacher_misse
     gold, written = world(60, seed=6, right=1.0, types=["PER"], missed=0.5, spurious=0.5)
     single = fit_typer(gold, written, ["PER"], {"minilm:abc": WorldEncoder(["PER"])})
     assert single.typer is not None and single.typer.marks and single.loo_f1 >= single.written_f1 + 0.15
+    assert "gold sentences: dropped where it finds no entity, and the" in single.summary()
 
 
 def test_the_spans_as_written_stay_where_no_probe_does_better_on_gold() -> None:
