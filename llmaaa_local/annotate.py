@@ -38,7 +38,7 @@ from .llm import (
 from .models import resolve, verified_sha256
 from .project import Project
 from .records import Annotation, Example, Span
-from .spans import Gazetteer, label_spans, span_text, spans_to_tags
+from .spans import Gazetteer, label_spans, span_text, span_words, spans_to_tags
 from .tasks import Parsed, Task, task_for
 
 Selection = Literal["random", "first"]
@@ -202,12 +202,13 @@ class Annotator:
         progress.stage = "annotate"
         asked = progress.done - progress.cached
         self._annotate(targets, progress, on_progress, config.round_id)
-        if isinstance(fitted, TyperFit) and progress.done - progress.cached > asked:
+        answered = progress.done - progress.cached > asked  # new answers, with new names in them
+        if isinstance(fitted, TyperFit) and answered:
             # the entity rule chosen again with the names the new answers gave (the mark rule finds them again,
             # and what they find in the gold sentences teaches the probe what is no entity)
             progress.stage = "calibrate"
             fitted = self.fit_typer(gold)
-        elif self.typer is not None and self.typer.marks and progress.done - progress.cached > asked:
+        elif self.typer is not None and self.typer.marks and answered:
             self.retype(self.written_spans())  # the mentions the new answers named, marked in the earlier ones too
         return AnnotateReport(
             annotated=progress.done - progress.cached, cached=progress.cached, parse_errors=progress.parse_errors,
@@ -251,7 +252,7 @@ class Annotator:
         encoders = [embed for embed in self.probe_embeds if isinstance(embed, StoredEmbedder)]
         fitted = fit_typer(known, [written[g.id] for g in known], self.settings.label_names,
                            {embed.name: partial(self._mention_vectors, embed) for embed in encoders},
-                           [_words(example, span) for _, example, spans in rows for span in spans])
+                           [span_words(example, span) for _, example, spans in rows for span in spans])
         self.typer = fitted.typer
         self._named = None
         if fitted.typer is not None:
@@ -312,8 +313,8 @@ class Annotator:
         store), gathered once per annotator; new answers add theirs."""
         if self._named is None:
             gold = [example for split in _NAMING_SPLITS for example in self.store.examples(split)]
-            self._named = Gazetteer([_words(g, span) for g in gold for span in label_spans(g.label)])
-            self._named.add(_words(example, span) for _, example, spans in (
+            self._named = Gazetteer([span_words(g, span) for g in gold for span in label_spans(g.label)])
+            self._named.add(span_words(example, span) for _, example, spans in (
                 self.written_spans() if rows is None else rows) for span in spans)
         return self._named
 
@@ -499,7 +500,7 @@ class Annotator:
     def _calibrated(self, parsed: Parsed, example: Example, vector: np.ndarray | None) -> Parsed:
         if self.typer is not None and isinstance(parsed.label, tuple):
             if self.typer.marks:
-                self._gazetteer().add(_words(example, span) for span in parsed.label)
+                self._gazetteer().add(span_words(example, span) for span in parsed.label)
             return replace(parsed, label=self._decided(example, parsed.label))
         if parsed.scores is None or self.calibration is None:
             return parsed
@@ -548,10 +549,6 @@ def _decoding(request: Request) -> dict[str, object]:
     if isinstance(request, GenerateRequest):
         return {"mode": "generate", "greedy": True, "max_tokens": request.max_tokens}
     return {"mode": "score", "sum_logprobs": True}
-
-
-def _words(example: Example, span: Span) -> tuple[str, ...]:
-    return tuple((example.tokens or ())[span.start : span.end])
 
 
 def _embedder_name(embed: Embed | None) -> str:

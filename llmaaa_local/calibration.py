@@ -21,7 +21,7 @@ from sklearn.metrics import f1_score
 
 from .metrics import entity_f1
 from .records import Example, Span
-from .spans import Gazetteer, label_spans, span_text, spans_to_tags
+from .spans import Gazetteer, label_spans, span_text, span_words, spans_to_tags
 
 _SWEEPS = 3
 # Bounded below: on a separable gold pool the log-loss keeps falling as T -> 0, which would claim certainty.
@@ -495,7 +495,7 @@ def fit_typer(gold: Sequence[Example], written: Sequence[Sequence[Span]], types:
                          [spans_to_tags(tuple(s), len(g.tokens or ())) for s, g in zip(found, gold, strict=True)])["f1"]
 
     written_f1 = score(written)
-    words = [[tuple((g.tokens or ())[s.start : s.end]) for s in spans] for g, spans in zip(gold, truth, strict=True)]
+    words = [[span_words(g, s) for s in spans] for g, spans in zip(gold, truth, strict=True)]
     named = [tuple(w) for w in named]
     # each gold sentence's candidates: the teacher's spans (voted), then in "mark" the mentions known without it
     found_again = [Gazetteer([*named, *(w for j, ws in enumerate(words) if j != i for w in ws)]).find(
@@ -504,12 +504,13 @@ def fit_typer(gold: Sequence[Example], written: Sequence[Sequence[Span]], types:
                                mode != "re-type") for mode in SPAN_MODES}
     texts = list(dict.fromkeys(text for plan in plans.values() for text in plan.texts()))
     found: dict[tuple[str, str, float, float], float] = {}
+    vectors: dict[str, dict[str, np.ndarray]] = {}  # by embedder, then text
     y_types = np.array([list(types).index(s.type) for spans in truth for s in spans])
     if len(np.unique(y_types)) >= min(2, len(types)) and len(y_types) >= 8 and texts:
         for embedder, embed in (embedders or {}).items():
-            vectors = dict(zip(texts, embed(texts), strict=True))
+            vectors[embedder] = dict(zip(texts, embed(texts), strict=True))
             for mode, plan in plans.items():
-                known, queries = plan.vectors(vectors)
+                known, queries = plan.vectors(vectors[embedder])
                 if len(np.unique(plan.y)) < 2 or not len(queries):
                     continue
                 basis = _row_space(known)
@@ -525,8 +526,7 @@ def fit_typer(gold: Sequence[Example], written: Sequence[Sequence[Span]], types:
         return fitted
     mode, embedder, strength, vote = best
     plan = plans[mode]
-    assert embedders is not None
-    known, _ = plan.vectors(dict(zip(plan.texts(), embedders[embedder](plan.texts()), strict=True)))
+    known, _ = plan.vectors(vectors[embedder])
     probe = Probe.train(known, plan.y, plan.n_labels, embedder, 1.0, strength)
     typer = SpanTyper(probe, tuple(types), vote, drops=mode != "re-type", marks=mode == "mark")
     return replace(fitted, typer=typer, loo_f1=found[best], non_mentions=int(np.sum(plan.y == len(types))),
@@ -585,7 +585,8 @@ def _typer_plan(gold: Sequence[Example], truth: Sequence[tuple[Span, ...]], writ
         candidates.append(mine)
         query_texts.extend(span_text(g, s) for s, _ in mine)
         asked.extend([i] * len(mine))
-        none = [s for s, _ in mine if (s.start, s.end) not in {(t.start, t.end) for t in spans}] if drops else []
+        exact = {(t.start, t.end) for t in spans}
+        none = [s for s, _ in mine if (s.start, s.end) not in exact] if drops else []
         for s in [*spans, *none]:
             known.append(span_text(g, s))
             y.append(types.index(s.type) if s in spans else len(types))

@@ -204,7 +204,7 @@ def tune_hint(tuning: dict[str, Any] | None, model_sha256: str, gold: int) -> st
 
 
 def _probed(project: Project) -> bool:
-    """Gold examples to fit the calibration's probe on, for a task with label scores or with entity types."""
+    """Gold examples to fit the calibration's probe on, for a task with label scores or with entity spans."""
     counts = project.status().counts
     task = task_for(project.settings)
     return (task.scored or task.entity_spans) and counts.demo + counts.dev >= 2

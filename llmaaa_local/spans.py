@@ -112,6 +112,11 @@ def span_text(example: Example, span: Span) -> str:
     return example.text[example.offsets[span.start][0] : example.offsets[span.end - 1][1]]
 
 
+def span_words(example: Example, span: Span) -> tuple[str, ...]:
+    """The tokens of `span`: what a gazetteer knows a mention by."""
+    return tuple((example.tokens or ())[span.start : span.end])
+
+
 def label_spans(label: Label | None) -> tuple[Span, ...]:
     """An NER label's spans (none for a missing or non-NER label)."""
     return label if isinstance(label, tuple) else ()

@@ -15,7 +15,7 @@ import llmaaa_local.calibration as calibration_module
 from llmaaa_local.calibration import Calibration, Probe, SpanTyper, fit, fit_typer
 from llmaaa_local.metrics import entity_f1
 from llmaaa_local.records import Example, Span
-from llmaaa_local.spans import Gazetteer, label_spans, span_text, spans_to_tags
+from llmaaa_local.spans import Gazetteer, label_spans, span_text, span_words, spans_to_tags
 
 LABELS = ("positive", "negative")
 
@@ -466,8 +466,8 @@ def test_the_probe_drops_what_is_no_entity_and_marks_the_names_the_teacher_misse
     assert "dropped where it finds no entity, and the" in fitted.summary()
     assert SpanTyper.from_dict(json.loads(json.dumps(fitted.typer.to_dict()))) == fitted.typer
     new, said = world(200, seed=5, right=1.0, missed=0.5, spurious=0.5)
-    known = Gazetteer((e.tokens or ())[s.start : s.end] for e in gold for s in label_spans(e.label))
-    known.add((e.tokens or ())[s.start : s.end] for e, spans in zip(new, said, strict=True) for s in spans)
+    known = Gazetteer(span_words(e, s) for e in gold for s in label_spans(e.label))
+    known.add(span_words(e, s) for e, spans in zip(new, said, strict=True) for s in spans)
     found = decided(fitted.typer, embed, new, said, known)
     assert entity_score(new, found) >= entity_score(new, said) + 0.2
     assert not any(span.start == 3 for spans in found for span in spans)  # no filler word left an entity
