@@ -7,9 +7,9 @@ is scored on --test IMDb test reviews; beside it, logistic regression on the fro
 encoder and labels (the floor fine-tuning must clear). Then the student is exported (int8) and its labeling speed and
 accuracy measured on the same test reviews.
 
-On a CPU with AMX, `train` computes in bf16 autocast (`--precision auto`); `--precisions auto,fp32` trains each
-student both ways, side by side, and `--epochs 3,10` with both schedule lengths. `--each-epoch` also scores every
-epoch on the test reviews (the "each epoch" column), to see which epoch early stopping should have kept.
+On a CPU with AMX or AVX512-BF16, `train` computes in bf16 autocast (`--precision auto`); `--precisions auto,fp32`
+trains each student both ways, side by side, and `--epochs 3,10` with both schedule lengths. `--each-epoch` also
+scores every epoch on the test reviews (the "each epoch" column), to see which epoch early stopping should have kept.
 
 Usage: python benchmarks/bench_llambert.py [--n 1000,5000] [--test 2000] [--students minilm-l6,mpnet-base]
            [--variants mean/head+tail,cls/head] [--precisions auto,fp32] [--epochs 3,10] [--each-epoch]

@@ -4,7 +4,7 @@ Subcommands:
   quality  the teacher labels --n random train examples; a student trains on them; both are scored on --test
            held-out test examples (IMDb: accuracy; CoNLL-2003 / SemEval: F1). Also the gold-only and combined students.
   speed    PyTorch fp32 (batches of 32 and 8; the faster is the base) vs ONNX fp32 vs ONNX int8 docs/s (and accuracy);
-           on a CPU with AMX also PyTorch bf16 autocast
+           on a CPU with AMX or AVX512-BF16 also PyTorch bf16 autocast
            on the same reviews, side by side, with the student of a `quality` project; then time and peak memory to
            label all 50k IMDb reviews with int8.
 
@@ -158,7 +158,7 @@ def speed(args: argparse.Namespace) -> None:
         "onnx fp32": fp32.predict,
         "onnx int8": int8.predict,
     }
-    if uses_bf16(torch.device("cpu")):  # a CPU with AMX: what `train` evaluates with
+    if uses_bf16(torch.device("cpu")):  # a CPU with fast bf16: what `train` evaluates with
         runners["pytorch bf16 b8"] = lambda chunk: predict(model, encoder, chunk, batch_size=8)
     for runner in runners.values():
         runner(examples[:8])  # warm-up: first-call allocations are not labeling speed

@@ -501,7 +501,7 @@ def student_options(command: F) -> F:
                           "start only."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=defaults.precision, show_default=True,
                      help="Arithmetic of training and its scoring: bf16 autocast where it is fast (a CUDA GPU, a CPU "
-                          "with AMX), else fp32; or fp32 everywhere."),
+                          "with AMX or AVX512-BF16), else fp32; or fp32 everywhere."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=defaults.min_confidence,
                      show_default=True,
                      help="Discard LLM labels below this calibrated confidence."),

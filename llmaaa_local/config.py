@@ -253,7 +253,8 @@ class EngineSettings:
 DATA_MODES: tuple[DataMode, ...] = ("llm", "gold", "combined")
 POOLINGS = ("mean", "cls")  # classification: mean of the states and our linear head, or the checkpoint's own head
 TRUNCATIONS = ("head+tail", "head")
-PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast where the hardware runs it fast (a CUDA GPU, a CPU with AMX)
+# auto: bf16 autocast where the hardware runs it fast (a CUDA GPU, a CPU with AMX or AVX512-BF16)
+PRECISIONS = ("auto", "fp32")
 
 
 # The most epochs a student trains when `--epochs` is not given; the learning rate warms up and decays to zero over

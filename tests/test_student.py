@@ -390,11 +390,15 @@ def test_default_learning_rate_scales_with_the_encoder_width() -> None:
 # --- arithmetic ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("amx", "precision", "bf16"), [(True, "auto", True), (True, "fp32", False),
-                                                          (False, "auto", False), (False, "fp32", False)])
-def test_bf16_only_on_a_cpu_with_amx_unless_fp32_is_asked(amx: bool, precision: str, bf16: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("amx", "avx512_bf16", "precision", "bf16"), [
+    (True, True, "auto", True), (True, False, "auto", True), (False, True, "auto", True),
+    (True, True, "fp32", False), (False, True, "fp32", False), (False, False, "auto", False),
+    (False, False, "fp32", False)])
+def test_bf16_only_on_a_cpu_with_amx_or_avx512_bf16_unless_fp32_is_asked(amx: bool, avx512_bf16: bool,
+                                                                         precision: str, bf16: bool,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert uses_bf16(torch.device("cpu"), precision) is bf16
     assert arithmetic(torch.device("cpu"), precision) == ("bf16 autocast on cpu" if bf16 else "fp32 on cpu")
 
