@@ -4,12 +4,21 @@ PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime dynamic int8 (per channel, as 
 Compare with `bench_student.py speed`: inside the whole student the int8 products gain less than this lone one
 (each quantises its activations first; Q, K and V are smaller products), and the rest of the network stays fp32.
 
+`--products ENCODER` (issue 14): what the matrix products alone cost an int8 student on ENCODER (a models/ name or
+folder) to label all 50,000 IMDb reviews on this CPU: every review's sub-words (cut at --max-length) through the
+encoder's products, the projections and feed-forward at the int8 rate measured here on the encoder's feed-forward
+shape, the attention products (fp32 inside ONNX Runtime's int8 attention) at the fp32 rate. Layer norms, GELU,
+softmax and quantising the activations are left out. Compare with `bench_student.py speed --full`: where labeling
+takes little more than this, only faster products (another CPU, or fewer sub-words) make it much faster.
+
 Usage: python benchmarks/bench_int8_kernel.py [--threads 1] [--tokens 1024] [--repeats 20]
+           [--products minilm-l6 --max-length 256 --threads 2 --tokens 4096]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +31,10 @@ import onnxruntime
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
-from shared_data import rotated
+from shared_data import DATA, records, rotated
+from tokenizers import Tokenizer
+
+from llmaaa_local.models import default_models_dir, resolve
 
 HIDDEN, INTERMEDIATE = 384, 1536  # all-MiniLM-L6-v2
 
@@ -46,10 +58,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="1: the per-core ratio")
     parser.add_argument("--tokens", type=int, default=1024, help="rows of the product (tokens in a batch)")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--products", default=None, metavar="ENCODER",
+                        help="also the products' time to label all 50,000 IMDb reviews with this encoder")
+    parser.add_argument("--max-length", type=int, default=256, help="sub-words a review is cut to (--products)")
     args = parser.parse_args()
+    encoder = resolve(args.products, default_models_dir(), "hf") if args.products else None
+    config = json.loads((encoder / "config.json").read_text()) if encoder else {}
+    hidden, inner = config.get("hidden_size", HIDDEN), config.get("intermediate_size", INTERMEDIATE)
     rng = np.random.default_rng(0)
-    weight = (rng.standard_normal((HIDDEN, INTERMEDIATE)) * 0.05).astype(np.float32)
-    x = rng.standard_normal((args.tokens, HIDDEN)).astype(np.float32)
+    weight = (rng.standard_normal((hidden, inner)) * 0.05).astype(np.float32)
+    x = rng.standard_normal((args.tokens, hidden)).astype(np.float32)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     torch.set_num_threads(args.threads)
@@ -68,10 +86,29 @@ def main() -> None:
                     started = time.perf_counter()
                     runners[name]()
                     best[name] = min(best[name], time.perf_counter() - started)
-    flops = 2 * args.tokens * HIDDEN * INTERMEDIATE
-    print(f"[{args.tokens} x {HIDDEN}] @ [{HIDDEN} x {INTERMEDIATE}], {args.threads} threads, best of {args.repeats}")
+    flops = 2 * args.tokens * hidden * inner
+    print(f"[{args.tokens} x {hidden}] @ [{hidden} x {inner}], {args.threads} threads, best of {args.repeats}")
     for name, seconds in best.items():
         print(f"{name:13} {flops / seconds / 1e9:7.1f} GFLOP/s  {best['pytorch fp32'] / seconds:5.2f}x PyTorch")
+    if encoder:
+        products_time(encoder, config, args.max_length, flops / best["onnx int8"], flops / best["onnx fp32"])
+
+
+def products_time(encoder: Path, config: dict[str, int], max_length: int, int8_rate: float, fp32_rate: float) -> None:
+    """The products' time for all 50,000 IMDb reviews (train and test) at the measured rates (FLOP/s)."""
+    hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    tokenizer = Tokenizer.from_file(str(encoder / "tokenizer.json"))
+    tokenizer.no_truncation()
+    texts = [row["text"] for split in ("train", "test") for row in records(DATA / "imdb" / f"{split}.jsonl.gz")]
+    lengths = np.minimum([len(e.ids) for e in tokenizer.encode_batch(texts)], max_length).astype(np.float64)
+    # per sub-word and layer: Q, K, V, output projections and the feed-forward pair; Q.K and attention.V per pair
+    projections = 2 * lengths.sum() * layers * (4 * hidden * hidden + 2 * hidden * inner)
+    attention = 2 * (lengths**2).sum() * layers * 2 * hidden
+    seconds = projections / int8_rate + attention / fp32_rate
+    print(f"products: {len(texts)} IMDb reviews, {lengths.sum() / 1e6:.2f}M sub-words at most {max_length} each; "
+          f"{projections / 1e12:.0f} TFLOP of int8 products ({projections / int8_rate:.0f} s) and "
+          f"{attention / 1e12:.0f} TFLOP of fp32 attention products ({attention / fp32_rate:.0f} s): "
+          f"the products alone take {seconds:.0f} s ({seconds / 60:.1f} min) at these rates")
 
 
 if __name__ == "__main__":

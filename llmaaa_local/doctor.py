@@ -28,7 +28,7 @@ CPU_FLAG = {
     "AVX512_BF16": "avx512_bf16", "AMX_INT8": "amx_int8",
 }
 SHOWN_FEATURES = ("AVX2", "AVX512", "AVX512_VNNI", "AMX_INT8", "REPACK", "CUDA", "METAL")
-SHOWN_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16")
+SHOWN_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 PROBE_SECONDS = 300
 
 

@@ -158,8 +158,8 @@ def tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, to
 
 def fast_bf16_cpu() -> bool:
     """Whether this CPU's bf16 matrix products beat fp32: AMX (Xeon Sapphire Rapids and later: an mpnet-base
-    training step 3.6x faster, MiniLM-L6 1.85x) or AVX512-BF16 (AMD Zen 4 and later, Xeon Cooper Lake: 2.2x and
-    1.5x on 2 Zen 4 cores); on other CPUs bf16 is slower than fp32."""
+    training step 3.6x faster, MiniLM-L6 1.85x) or AVX512-BF16 (AMD Zen 4 and later, Xeon Cooper Lake: 2.13x and
+    1.23x on 2 Zen 4 cores; benchmarks/bench_precision.py); on other CPUs bf16 is slower than fp32."""
     return any(getattr(torch.cpu, check, lambda: False)()
                for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 
